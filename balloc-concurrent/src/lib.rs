@@ -1,0 +1,1 @@
+//! Placeholder until the balloc-concurrent issue lands.

@@ -1,0 +1,73 @@
+//! Orders: the size classes of the buddy system.
+//!
+//! A block of order `k` is `2^k` bytes and starts at an offset from the pool base that is a
+//! multiple of `2^k`. Its buddy is the block whose offset differs only in bit `k`.
+//! The constants are the seed library's, with the same names and values.
+
+/// Order of the pool built by `BuddyPool::new(0)`: 2^30 bytes (1 GiB).
+pub const DEFAULT_K: u32 = 30;
+/// Order of the smallest pool: 2^20 bytes (1 MiB). Smaller requests round up to it.
+pub const MIN_K: u32 = 20;
+/// Order of the largest pool: 2^48 bytes (256 TiB, the x86-64 and AArch64 virtual address space).
+pub const MAX_K: u32 = 48;
+/// Order of the smallest block: 2^6 bytes (64 B, one cache line; also room for a free-list node).
+pub const SMALLEST_K: u32 = 6;
+
+/// Number of orders that can exist, indexed `0..=MAX_K` (orders below [`SMALLEST_K`] stay empty).
+pub const ORDER_COUNT: usize = MAX_K as usize + 1;
+
+/// The order of the smallest block that holds `bytes`: the smallest `k >= SMALLEST_K` with
+/// `2^k >= bytes`.
+///
+/// Total for every `usize`: `btok(0) == SMALLEST_K`, and requests above `2^(usize::BITS - 1)`
+/// give `usize::BITS` (a block that cannot exist, which every pool rejects as too large).
+///
+/// # Examples
+/// ```
+/// use balloc_core::btok;
+/// assert_eq!(btok(0), 6);
+/// assert_eq!(btok(1024), 10);
+/// assert_eq!(btok(1025), 11);
+/// assert_eq!(btok(usize::MAX), usize::BITS);
+/// ```
+#[inline]
+pub const fn btok(bytes: usize) -> u32 {
+    if bytes <= (1 << SMALLEST_K) {
+        SMALLEST_K
+    } else {
+        // bytes >= 65, so bytes - 1 cannot underflow; the result is at most usize::BITS.
+        usize::BITS - (bytes - 1).leading_zeros()
+    }
+}
+
+/// The order of the pool that `BuddyPool::new(size)` builds, or `None` when `size` is above
+/// `2^MAX_K` or has no power of two in `usize`.
+///
+/// Size 0 means `2^DEFAULT_K`; sizes round up to a power of two; below `2^MIN_K` rounds up to
+/// `2^MIN_K`.
+#[inline]
+pub const fn pool_order_for(size: usize) -> Option<u32> {
+    if size == 0 {
+        return Some(DEFAULT_K);
+    }
+    let k = btok(size);
+    let k = if k < MIN_K { MIN_K } else { k };
+    if k > MAX_K || k >= usize::BITS {
+        None
+    } else {
+        Some(k)
+    }
+}
+
+/// The order a [`core::alloc::Layout`] needs: its size and alignment, rounded up together.
+#[inline]
+pub const fn layout_order(size: usize, align: usize) -> u32 {
+    let bytes = if size > align { size } else { align };
+    btok(bytes)
+}
+
+/// `2^k` bytes. `k` must be below `usize::BITS`.
+#[inline]
+pub const fn order_size(k: u32) -> usize {
+    1usize << k
+}

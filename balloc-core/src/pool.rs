@@ -1,0 +1,593 @@
+//! [`BuddyPool`]: the buddy system over one power-of-two region, single-threaded.
+//!
+//! State, for a pool of order `kval` at `base`:
+//! - `free` bitmap: bit `(k, i)` set ⇔ block `i` of order `k` is free and not inside a larger
+//!   free block ⇔ it is in free list `k`;
+//! - `live` bitmap: bit `(k, i)` set ⇔ block `i` of order `k` is handed out to a caller;
+//! - every byte of the pool lies in exactly one free or live block (the blocks tile the pool);
+//! - no two buddies are both free (they would have been merged);
+//! - `allocated_bytes == Σ 2^k` over live blocks.
+//!
+//! Costs: alloc is one `trailing_zeros` to find the order to split, then one list pop and one
+//! push per split; free is at most one bit test per order to find the block's order, then one
+//! bit test and one O(1) unlink per merge. Nothing scans a list.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use crate::error::{AllocError, FreeError, InitError};
+use crate::free_list::{FreeLists, NIL};
+use crate::geometry::{block_offset, find_live_block, metadata_words, Geometry};
+use crate::order::{btok, layout_order, MAX_K, MIN_K, SMALLEST_K};
+use crate::stats::Stats;
+
+#[cfg(feature = "std")]
+use crate::error::DestroyError;
+#[cfg(feature = "std")]
+use crate::order::pool_order_for;
+#[cfg(feature = "std")]
+use crate::os::Mapping;
+
+/// Who owns the memory under a pool.
+#[derive(Debug)]
+enum Backing {
+    /// The caller's (`from_raw`): nothing to release.
+    Borrowed,
+    /// Reserved from the OS by `new`; released by `destroy` or `Drop`.
+    #[cfg(feature = "std")]
+    Os { region: Mapping, metadata: Mapping },
+}
+
+/// Which of the two side bitmaps.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Map {
+    /// Free blocks (those in the free lists).
+    Free,
+    /// Allocated blocks.
+    Live,
+}
+
+/// A buddy allocator over one region of `2^kval` bytes, aligned to `2^kval`.
+///
+/// Blocks are powers of two from `2^SMALLEST_K` bytes up to the whole pool, each aligned to its
+/// own size; allocated blocks carry no header. Frees are validated against side bitmaps.
+///
+/// # Examples
+/// ```
+/// # #[cfg(feature = "std")] {
+/// use balloc_core::BuddyPool;
+///
+/// let mut pool = BuddyPool::new(1 << 20)?;
+/// let block = pool.alloc(100)?;           // a 128-byte block, aligned to 128
+/// assert_eq!(block.as_ptr().addr() % 128, 0);
+/// pool.free(block)?;
+/// assert!(pool.stats().is_coalesced());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct BuddyPool {
+    base: NonNull<u8>,
+    geometry: Geometry,
+    /// `2 * geometry.words()` words: the free bitmap, then the live bitmap.
+    meta: NonNull<u64>,
+    lists: FreeLists,
+    allocated_bytes: usize,
+    /// Kept to release the memory on drop (nothing to release without `std`).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    backing: Backing,
+}
+
+// SAFETY: the pool exclusively owns its region and metadata (or has been promised exclusive use
+// of them by `from_raw`'s caller); no state is tied to the creating thread.
+unsafe impl Send for BuddyPool {}
+
+impl BuddyPool {
+    /// Reserves a pool of `size` bytes from the OS, lazily: untouched pages cost no memory.
+    ///
+    /// Size 0 means `2^DEFAULT_K`; other sizes round up to a power of two, and below `2^MIN_K`
+    /// up to `2^MIN_K`.
+    ///
+    /// # Errors
+    /// [`InitError::TooLarge`] above `2^MAX_K`; [`InitError::Os`] when the OS will not reserve
+    /// the address space.
+    #[cfg(feature = "std")]
+    pub fn new(size: usize) -> Result<Self, InitError> {
+        let kval = pool_order_for(size).ok_or(InitError::TooLarge { requested: size })?;
+        let pool_size = 1usize << kval;
+        let words = metadata_words(pool_size);
+        let region = Mapping::reserve(pool_size, pool_size)?;
+        let metadata = Mapping::reserve(words * 8, 8)?;
+        let base = region.as_ptr();
+        let meta = metadata.as_ptr().cast::<u64>();
+        // SAFETY: both mappings are zeroed, exclusively ours, of the right sizes, and kept alive
+        // in `backing` for as long as the pool.
+        Ok(unsafe { Self::assemble(base, kval, meta, Backing::Os { region, metadata }) })
+    }
+
+    /// Builds a pool over memory the caller provides: for kernels, firmware and `no_std`.
+    ///
+    /// `size` must be a power of two from `2^MIN_K` to `2^MAX_K`, `memory` aligned to `size`,
+    /// and `metadata` at least [`metadata_words`]`(size)` long (it is zeroed here).
+    ///
+    /// # Errors
+    /// [`InitError::NotPowerOfTwo`], [`InitError::TooSmall`], [`InitError::TooLarge`],
+    /// [`InitError::Misaligned`] or [`InitError::MetadataTooSmall`] when those rules are broken.
+    ///
+    /// # Safety
+    /// - `memory` is valid for reads and writes of `size` bytes for as long as the pool lives,
+    ///   and nothing else accesses it meanwhile except through blocks the pool hands out;
+    /// - `metadata` is valid for reads and writes of `metadata.len()` words for as long as the
+    ///   pool lives, and nothing else accesses it meanwhile.
+    pub unsafe fn from_raw(
+        memory: NonNull<u8>,
+        size: usize,
+        metadata: NonNull<[u64]>,
+    ) -> Result<Self, InitError> {
+        if !size.is_power_of_two() {
+            return Err(InitError::NotPowerOfTwo { size });
+        }
+        let kval = size.trailing_zeros();
+        if kval < MIN_K {
+            return Err(InitError::TooSmall { size });
+        }
+        if kval > MAX_K {
+            return Err(InitError::TooLarge { requested: size });
+        }
+        if memory.as_ptr().addr() & (size - 1) != 0 {
+            return Err(InitError::Misaligned);
+        }
+        let needed = metadata_words(size);
+        if metadata.len() < needed {
+            return Err(InitError::MetadataTooSmall {
+                needed,
+                given: metadata.len(),
+            });
+        }
+        let meta = metadata.cast::<u64>();
+        // SAFETY: the caller guarantees `metadata` is writable for its length, which is >= needed.
+        unsafe { meta.as_ptr().write_bytes(0, needed) };
+        // SAFETY: checked above, and the caller guarantees validity and exclusivity.
+        Ok(unsafe { Self::assemble(memory, kval, meta, Backing::Borrowed) })
+    }
+
+    /// # Safety
+    /// - `base` is `2^kval` writable bytes aligned to `2^kval`, `meta` is
+    ///   `metadata_words(2^kval)` zeroed words, both exclusive to the pool while it lives.
+    unsafe fn assemble(base: NonNull<u8>, kval: u32, meta: NonNull<u64>, backing: Backing) -> Self {
+        let mut pool = Self {
+            base,
+            geometry: Geometry::new(kval),
+            meta,
+            lists: FreeLists::new(),
+            allocated_bytes: 0,
+            backing,
+        };
+        // SAFETY: the whole region is one free block at offset 0, in no list yet.
+        unsafe { pool.insert_free(kval, 0) };
+        pool
+    }
+
+    /// Order of the whole pool: `size() == 2^kval()`.
+    #[inline]
+    pub fn kval(&self) -> u32 {
+        self.geometry.kval()
+    }
+
+    /// Bytes managed by the pool.
+    #[inline]
+    pub fn size(&self) -> usize {
+        1usize << self.kval()
+    }
+
+    /// The first byte of the pool.
+    #[inline]
+    pub fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// True when `ptr` points into this pool's memory.
+    #[inline]
+    pub fn contains(&self, ptr: *const u8) -> bool {
+        ptr.addr().wrapping_sub(self.base.as_ptr().addr()) < self.size()
+    }
+
+    /// Allocates a block of order `btok(size)`: at least `size` bytes, aligned to its own size.
+    ///
+    /// # Errors
+    /// [`AllocError::ZeroSize`] for 0, [`AllocError::TooLarge`] above the pool size,
+    /// [`AllocError::OutOfMemory`] when no block is free (the pool works again after frees).
+    #[inline]
+    pub fn alloc(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        if size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let k = btok(size);
+        if k > self.kval() {
+            return Err(AllocError::TooLarge { requested: size });
+        }
+        self.alloc_order(k)
+    }
+
+    /// Allocates a block that fits `layout`: order `btok(max(size, align))`, so any alignment up
+    /// to the pool size is honoured.
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc), plus [`AllocError::AlignmentTooLarge`] for an alignment above
+    /// the pool size.
+    #[inline]
+    pub fn alloc_layout(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        if layout.size() == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        if layout.align() > self.size() {
+            return Err(AllocError::AlignmentTooLarge {
+                align: layout.align(),
+            });
+        }
+        let k = layout_order(layout.size(), layout.align());
+        if k > self.kval() {
+            return Err(AllocError::TooLarge {
+                requested: layout.size(),
+            });
+        }
+        self.alloc_order(k)
+    }
+
+    /// Allocates a block of exactly order `k` (`SMALLEST_K <= k <= kval`).
+    ///
+    /// # Errors
+    /// [`AllocError::OutOfMemory`] when no free block of order `k` or above exists.
+    pub fn alloc_order(&mut self, k: u32) -> Result<NonNull<u8>, AllocError> {
+        debug_assert!(
+            (SMALLEST_K..=self.kval()).contains(&k),
+            "order {k} out of range"
+        );
+        let off = self
+            .take_block(k)
+            .ok_or(AllocError::OutOfMemory { order: k })?;
+        self.set_bit(Map::Live, k, off >> k);
+        self.allocated_bytes += 1 << k;
+        #[cfg(feature = "debug-fill")]
+        // SAFETY: the block at `off` is ours, 2^k bytes, just taken from the free lists.
+        unsafe {
+            crate::debug_fill::check(self.base, off, k);
+        }
+        Ok(self.ptr_at(off))
+    }
+
+    /// Frees the block at `ptr`, merging it with free buddies.
+    ///
+    /// # Errors
+    /// [`FreeError::OutOfPool`], [`FreeError::Misaligned`], [`FreeError::Interior`] or
+    /// [`FreeError::DoubleFree`] when `ptr` is not the start of an allocated block of this pool.
+    /// The pool is then unchanged.
+    #[inline]
+    pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), FreeError> {
+        let (off, k) = self.find_allocated(ptr)?;
+        // SAFETY: `off` is the start of a live block of order k.
+        unsafe { self.release(off, k) };
+        Ok(())
+    }
+
+    /// Size of the allocated block at `ptr`, or `None` when `ptr` is not an allocated block's start.
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        self.find_allocated(ptr).ok().map(|(_, k)| 1usize << k)
+    }
+
+    /// Resizes the block at `ptr` to hold `new_size` bytes.
+    ///
+    /// Shrinks in place (the upper halves go back to the pool); grows in place when the block is
+    /// the lower part of the larger block and the buddies above it are free; otherwise allocates
+    /// a new block, copies the old contents and frees the old one.
+    ///
+    /// # Errors
+    /// [`AllocError::InvalidPointer`] when `ptr` is not an allocated block; [`AllocError::ZeroSize`]
+    /// for 0 (use `free`); [`AllocError::TooLarge`] or [`AllocError::OutOfMemory`] when the new
+    /// size cannot be served. On every error the old block is untouched and still allocated.
+    pub fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let (off, k) = self
+            .find_allocated(ptr)
+            .map_err(AllocError::InvalidPointer)?;
+        if new_size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let nk = btok(new_size);
+        if nk > self.kval() {
+            return Err(AllocError::TooLarge {
+                requested: new_size,
+            });
+        }
+        if nk == k {
+            return Ok(ptr);
+        }
+        if nk < k {
+            self.shrink_in_place(off, k, nk);
+            return Ok(ptr);
+        }
+        if self.grow_in_place(off, k, nk) {
+            return Ok(ptr);
+        }
+        let new = self.alloc_order(nk)?;
+        // SAFETY: both blocks are live and distinct (so they do not overlap); the old one has
+        // 2^k bytes and the new one 2^nk > 2^k.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr_at(off).as_ptr(), new.as_ptr(), 1 << k) };
+        // SAFETY: `off` is the start of a live block of order k.
+        unsafe { self.release(off, k) };
+        Ok(new)
+    }
+
+    /// A snapshot of where the pool's bytes are. O(orders).
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::empty(self.size(), self.metadata_bytes());
+        for k in SMALLEST_K..=self.kval() {
+            stats.add_free_blocks(k, self.lists.count(k));
+        }
+        stats.allocated_bytes = self.allocated_bytes;
+        stats
+    }
+
+    /// Bytes of side metadata.
+    pub fn metadata_bytes(&self) -> usize {
+        2 * self.geometry.words() * 8
+    }
+
+    /// The free blocks, as `(start, order)`, smallest order first.
+    pub fn free_blocks(&self) -> FreeBlocks<'_> {
+        FreeBlocks {
+            pool: self,
+            k: SMALLEST_K,
+            next: self.lists.head(SMALLEST_K),
+        }
+    }
+
+    /// Hands the pages inside large free blocks back to the OS (they read back as zeros and cost
+    /// no resident memory until touched again). Returns the bytes handed back; 0 for pools over
+    /// caller memory or where the OS cannot.
+    #[cfg(feature = "std")]
+    pub fn trim(&mut self) -> usize {
+        let Backing::Os { region, .. } = &self.backing else {
+            return 0;
+        };
+        let page = crate::os::page_size();
+        let mut released = 0;
+        for (block, k) in self.free_blocks() {
+            let len = 1usize << k;
+            if len > page {
+                // Keep the first page: it holds the block's free-list node.
+                let off = block.as_ptr().addr() - self.base.as_ptr().addr();
+                released += region.discard(off + page, len - page);
+            }
+        }
+        released
+    }
+
+    /// Releases the pool's memory to the OS now, reporting failure (`Drop` ignores it).
+    ///
+    /// # Errors
+    /// [`DestroyError::Os`] when the OS refuses to unmap the region.
+    #[cfg(feature = "std")]
+    pub fn destroy(mut self) -> Result<(), DestroyError> {
+        match core::mem::replace(&mut self.backing, Backing::Borrowed) {
+            Backing::Borrowed => Ok(()),
+            Backing::Os { region, metadata } => {
+                let first = region.release();
+                let second = metadata.release();
+                first.and(second)
+            }
+        }
+    }
+
+    /// Ends a pool over caller memory (`from_raw`); the memory is the caller's again.
+    ///
+    /// # Errors
+    /// Never, without the `std` feature; kept for the same signature as with it.
+    #[cfg(not(feature = "std"))]
+    pub fn destroy(self) -> Result<(), crate::error::DestroyError> {
+        Ok(())
+    }
+
+    // ---- internals ----------------------------------------------------------------------------
+
+    /// The offset and order of the allocated block starting at `ptr`.
+    fn find_allocated(&self, ptr: NonNull<u8>) -> Result<(usize, u32), FreeError> {
+        let kval = self.kval();
+        let off = block_offset(self.base.as_ptr().addr(), ptr.as_ptr().addr(), kval)?;
+        let k = find_live_block(off, kval, |k, i| self.bit(Map::Live, k, i))?;
+        Ok((off, k))
+    }
+
+    /// Removes a free block of order `k` from the lists, splitting a larger one if needed.
+    fn take_block(&mut self, k: u32) -> Option<usize> {
+        let mut j = self.lists.first_nonempty_from(k)?;
+        // SAFETY: the lists are valid (pool invariant).
+        let off =
+            unsafe { self.lists.pop(self.base, j) }.expect("nonempty mask says list j has a block");
+        self.clear_bit(Map::Free, j, off >> j);
+        while j > k {
+            j -= 1;
+            // SAFETY: the upper half of the block just taken is free pool memory in no list.
+            unsafe { self.insert_free(j, off + (1 << j)) };
+        }
+        Some(off)
+    }
+
+    /// Returns the live block at `off` of order `k` to the pool, merging with free buddies.
+    ///
+    /// # Safety
+    /// - `off` is the start of a live block of order `k`.
+    unsafe fn release(&mut self, mut off: usize, mut k: u32) {
+        #[cfg(feature = "debug-fill")]
+        // SAFETY: the block is live, ours until it is linked below.
+        unsafe {
+            crate::debug_fill::fill(self.base, off, k);
+        }
+        self.clear_bit(Map::Live, k, off >> k);
+        self.allocated_bytes -= 1 << k;
+        let kval = self.kval();
+        while k < kval {
+            let buddy = off ^ (1 << k);
+            if !self.bit(Map::Free, k, buddy >> k) {
+                break;
+            }
+            // SAFETY: the buddy's free bit is set, so it is in list k (pool invariant).
+            unsafe { self.lists.remove(self.base, k, buddy) };
+            self.clear_bit(Map::Free, k, buddy >> k);
+            off &= !(1 << k);
+            k += 1;
+        }
+        // SAFETY: `off` now starts a block of order k made only of the freed block and free
+        // buddies just unlinked, so it is free and in no list.
+        unsafe { self.insert_free(k, off) };
+    }
+
+    /// Makes the block at `off` of order `k` free: links it and sets its free bit.
+    ///
+    /// # Safety
+    /// - the block is pool memory that is neither live nor in any free list.
+    unsafe fn insert_free(&mut self, k: u32, off: usize) {
+        // SAFETY: the caller guarantees the block is free memory in no list.
+        unsafe { self.lists.push(self.base, k, off) };
+        self.set_bit(Map::Free, k, off >> k);
+    }
+
+    /// Shrinks the live block at `off` from order `k` to `nk < k`, freeing the upper halves.
+    fn shrink_in_place(&mut self, off: usize, k: u32, nk: u32) {
+        self.clear_bit(Map::Live, k, off >> k);
+        self.set_bit(Map::Live, nk, off >> nk);
+        self.allocated_bytes -= (1 << k) - (1 << nk);
+        for j in nk..k {
+            #[cfg(feature = "debug-fill")]
+            // SAFETY: the upper half was part of our live block.
+            unsafe {
+                crate::debug_fill::fill(self.base, off + (1 << j), j);
+            }
+            // SAFETY: the upper half at order j was part of our live block, is now in no block,
+            // and its buddy (the lower half, holding the kept block) is not free: no merge.
+            unsafe { self.insert_free(j, off + (1 << j)) };
+        }
+    }
+
+    /// Grows the live block at `off` from order `k` to `nk > k` if the buddies above are free.
+    fn grow_in_place(&mut self, off: usize, k: u32, nk: u32) -> bool {
+        if off & ((1 << nk) - 1) != 0 {
+            return false;
+        }
+        if !(k..nk).all(|j| self.bit(Map::Free, j, (off + (1 << j)) >> j)) {
+            return false;
+        }
+        for j in k..nk {
+            let buddy = off + (1 << j);
+            // SAFETY: its free bit is set, so it is in list j.
+            unsafe { self.lists.remove(self.base, j, buddy) };
+            self.clear_bit(Map::Free, j, buddy >> j);
+        }
+        self.clear_bit(Map::Live, k, off >> k);
+        self.set_bit(Map::Live, nk, off >> nk);
+        self.allocated_bytes += (1 << nk) - (1 << k);
+        true
+    }
+
+    /// The pointer to offset `off`, derived from the base so it carries the pool's provenance.
+    #[inline]
+    fn ptr_at(&self, off: usize) -> NonNull<u8> {
+        // SAFETY: off < size, and base + off does not wrap (the region is mapped there).
+        unsafe { NonNull::new_unchecked(self.base.as_ptr().wrapping_add(off)) }
+    }
+
+    #[inline]
+    pub(crate) fn meta(&self) -> &[u64] {
+        // SAFETY: `meta` is 2 * words initialised words owned by the pool, borrowed with `self`.
+        unsafe { core::slice::from_raw_parts(self.meta.as_ptr(), 2 * self.geometry.words()) }
+    }
+
+    #[inline]
+    fn meta_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as in `meta`, and `&mut self` makes the borrow exclusive.
+        unsafe { core::slice::from_raw_parts_mut(self.meta.as_ptr(), 2 * self.geometry.words()) }
+    }
+
+    #[inline]
+    fn word_of(&self, map: Map, k: u32, index: usize) -> (usize, u64) {
+        let (w, mask) = self.geometry.locate(k, index);
+        let shift = if map == Map::Live {
+            self.geometry.words()
+        } else {
+            0
+        };
+        (w + shift, mask)
+    }
+
+    #[inline]
+    pub(crate) fn bit(&self, map: Map, k: u32, index: usize) -> bool {
+        let (w, mask) = self.word_of(map, k, index);
+        self.meta()[w] & mask != 0
+    }
+
+    #[inline]
+    fn set_bit(&mut self, map: Map, k: u32, index: usize) {
+        let (w, mask) = self.word_of(map, k, index);
+        debug_assert_eq!(
+            self.meta()[w] & mask,
+            0,
+            "{map:?} bit ({k}, {index}) set twice"
+        );
+        self.meta_mut()[w] |= mask;
+    }
+
+    #[inline]
+    fn clear_bit(&mut self, map: Map, k: u32, index: usize) {
+        let (w, mask) = self.word_of(map, k, index);
+        debug_assert_ne!(
+            self.meta()[w] & mask,
+            0,
+            "{map:?} bit ({k}, {index}) cleared twice"
+        );
+        self.meta_mut()[w] &= !mask;
+    }
+
+    #[inline]
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    #[inline]
+    pub(crate) fn lists(&self) -> &FreeLists {
+        &self.lists
+    }
+
+    #[inline]
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.allocated_bytes
+    }
+}
+
+/// Iterator over a pool's free blocks, from [`BuddyPool::free_blocks`].
+#[derive(Debug)]
+pub struct FreeBlocks<'a> {
+    pool: &'a BuddyPool,
+    k: u32,
+    next: usize,
+}
+
+impl Iterator for FreeBlocks<'_> {
+    type Item = (NonNull<u8>, u32);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next == NIL {
+            if self.k >= self.pool.kval() {
+                return None;
+            }
+            self.k += 1;
+            self.next = self.pool.lists.head(self.k);
+        }
+        let off = self.next;
+        // SAFETY: `off` is a node of list k, valid while the pool is borrowed.
+        self.next = unsafe { FreeLists::next_of(self.pool.base, off) };
+        Some((self.pool.ptr_at(off), self.k))
+    }
+}

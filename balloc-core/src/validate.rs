@@ -1,0 +1,153 @@
+//! A full walk of a [`BuddyPool`]'s invariants, for tests and fuzzing.
+
+use core::fmt;
+
+use crate::free_list::{FreeLists, NIL};
+use crate::order::SMALLEST_K;
+use crate::pool::{BuddyPool, Map};
+
+/// An invariant of the pool that does not hold: a bug in balloc or memory corruption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Corruption {
+    /// Which invariant.
+    pub what: &'static str,
+    /// The order where it was seen.
+    pub order: u32,
+    /// The block offset where it was seen (`usize::MAX` when not about one block).
+    pub offset: usize,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pool corrupted: {} (order {}, offset {:#x})",
+            self.what, self.order, self.offset
+        )
+    }
+}
+
+impl core::error::Error for Corruption {}
+
+fn fail(what: &'static str, order: u32, offset: usize) -> Result<(), Corruption> {
+    Err(Corruption {
+        what,
+        order,
+        offset,
+    })
+}
+
+impl BuddyPool {
+    /// Checks every invariant of the pool: free lists agree with the free bitmap, list links are
+    /// consistent, no two free buddies, free and allocated blocks tile the pool exactly once, and
+    /// the byte counters agree. O(metadata + blocks): for tests, not hot paths.
+    ///
+    /// # Errors
+    /// The first broken invariant found.
+    pub fn validate(&self) -> Result<(), Corruption> {
+        let g = self.geometry();
+        let kval = self.kval();
+        let size = self.size();
+        let base = self.base();
+        let meta = self.meta();
+        let words = g.words();
+        let (free, live) = meta.split_at(words);
+
+        let mut live_bytes = 0usize;
+        let mut covered = 0usize;
+        for k in SMALLEST_K..=kval {
+            let range = g.word_base(k)..g.word_base(k) + g.words_of(k);
+            let blocks = g.blocks_of(k);
+            // Bits past the last block of a short (< 64 blocks) order stay clear.
+            if blocks < 64 {
+                let unused = !((1u64 << blocks) - 1);
+                if (free[range.start] | live[range.start]) & unused != 0 {
+                    return fail("bit set past the last block", k, usize::MAX);
+                }
+            }
+            let free_count: usize = free[range.clone()]
+                .iter()
+                .map(|w| w.count_ones() as usize)
+                .sum();
+            let live_count: usize = live[range.clone()]
+                .iter()
+                .map(|w| w.count_ones() as usize)
+                .sum();
+            live_bytes += live_count << k;
+            covered += (free_count + live_count) << k;
+            if k < kval {
+                for w in &free[range.clone()] {
+                    if w & (w >> 1) & 0x5555_5555_5555_5555 != 0 {
+                        return fail("two free buddies not merged", k, usize::MAX);
+                    }
+                }
+            }
+            for (f, l) in free[range.clone()].iter().zip(&live[range]) {
+                if f & l != 0 {
+                    return fail("block both free and allocated", k, usize::MAX);
+                }
+            }
+            if free_count != self.lists().count(k) {
+                return fail("free bitmap count differs from list length", k, usize::MAX);
+            }
+            if (self.lists().count(k) > 0) != (self.lists().first_nonempty_from(k) == Some(k)) {
+                return fail("non-empty mask disagrees with list length", k, usize::MAX);
+            }
+            // Walk list k: bounded by its count, so a cycle cannot hang us.
+            let mut prev = NIL;
+            let mut off = self.lists().head(k);
+            let mut seen = 0usize;
+            while off != NIL {
+                if seen == self.lists().count(k) {
+                    return fail("free list longer than its count (cycle?)", k, off);
+                }
+                if off >= size || off & ((1 << k) - 1) != 0 {
+                    return fail("free list node outside the pool or misaligned", k, off);
+                }
+                if !self.bit(Map::Free, k, off >> k) {
+                    return fail("free list node without its free bit", k, off);
+                }
+                // SAFETY: `off` is inside the pool and aligned, a free block by its bit.
+                if unsafe { FreeLists::prev_of(base, off) } != prev {
+                    return fail("free list back link broken", k, off);
+                }
+                prev = off;
+                // SAFETY: as above.
+                off = unsafe { FreeLists::next_of(base, off) };
+                seen += 1;
+            }
+            if seen != self.lists().count(k) {
+                return fail("free list shorter than its count", k, usize::MAX);
+            }
+        }
+        if live_bytes != self.allocated_bytes() {
+            return fail(
+                "allocated byte counter differs from allocated blocks",
+                kval,
+                usize::MAX,
+            );
+        }
+        // Every byte covered at least once (walk) and the covered total equals the size: so
+        // every byte is covered exactly once.
+        if covered != size {
+            return fail(
+                "free and allocated blocks do not add up to the pool",
+                kval,
+                usize::MAX,
+            );
+        }
+        self.check_tiling(kval, 0)
+    }
+
+    /// Every byte of block `index` of order `k` lies in some free or live block.
+    fn check_tiling(&self, k: u32, index: usize) -> Result<(), Corruption> {
+        if self.bit(Map::Free, k, index) || self.bit(Map::Live, k, index) {
+            return Ok(());
+        }
+        if k == SMALLEST_K {
+            return fail("bytes in no block (lost memory)", k, index << k);
+        }
+        self.check_tiling(k - 1, 2 * index)?;
+        self.check_tiling(k - 1, 2 * index + 1)
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Miri with strict provenance over the crates' tests (small pools under cfg(miri)).
+# Usage: ci/miri.sh [CRATE...]   (default: balloc-core)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ci/nightly.sh
+nightly_or_skip "Miri" || exit 0
+if ! rustup component add --toolchain nightly miri rust-src >/dev/null 2>&1; then
+    echo "=================================================================="
+    echo "SKIPPED: Miri -- the miri component could not be installed on nightly"
+    echo "=================================================================="
+    exit 0
+fi
+crates=("$@")
+[ ${#crates[@]} -gt 0 ] || crates=(balloc-core)
+export MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}"
+cargo +nightly miri setup >/dev/null
+for c in "${crates[@]}"; do
+    echo "--- miri: $c ($MIRIFLAGS)"
+    cargo +nightly miri test -p "$c" --lib --test all
+    echo "NOTE: miri ran $c lib + tests/all; RSS and debug-fill tests need a real OS and run in ci/test.sh"
+done
