@@ -1,0 +1,107 @@
+//! [`PoolBuilder`]: a pool's size and cache settings.
+
+use core::ops::RangeInclusive;
+
+use balloc_core::order::pool_order_for;
+use balloc_core::InitError;
+
+use crate::config::{
+    CacheConfig, DEFAULT_CACHED_ORDERS, DEFAULT_CACHE_BATCH, DEFAULT_CACHE_CAPACITY,
+};
+use crate::pool::ConcurrentPool;
+use crate::shared::PoolShared;
+
+/// Settings for a [`ConcurrentPool`]; start from [`ConcurrentPool::builder`].
+///
+/// # Examples
+/// ```
+/// use balloc_concurrent::ConcurrentPool;
+///
+/// let pool = ConcurrentPool::builder()
+///     .size(1 << 24)
+///     .cached_orders(6..=10)   // 64 B to 1 KiB blocks go through thread caches
+///     .cache_capacity(32)      // at most 32 blocks per order per thread
+///     .cache_batch(8)          // moved 8 at a time
+///     .build()?;
+/// assert_eq!(pool.size(), 1 << 24);
+/// # Ok::<(), balloc_concurrent::InitError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    size: usize,
+    cached_orders: RangeInclusive<u32>,
+    capacity: usize,
+    batch: Option<usize>,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self {
+            size: 0,
+            cached_orders: DEFAULT_CACHED_ORDERS,
+            capacity: DEFAULT_CACHE_CAPACITY,
+            batch: None,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Pool size, with `BuddyPool::new`'s rules (0 → 2^DEFAULT_K, round up to a power of two,
+    /// at least 2^MIN_K).
+    pub fn size(mut self, size: usize) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Orders whose blocks go through per-thread caches (clamped to 6..=16 and below the pool's
+    /// own order). Default 6..=12 (64 B to 4 KiB).
+    pub fn cached_orders(mut self, orders: RangeInclusive<u32>) -> Self {
+        self.cached_orders = orders;
+        self
+    }
+
+    /// Blocks per cached order per thread (further capped at 64 KiB and at 1/256 of the pool
+    /// per order). 0 turns caching off: every call goes to the shared bitmaps. Default 64.
+    pub fn cache_capacity(mut self, blocks: usize) -> Self {
+        self.capacity = blocks;
+        self
+    }
+
+    /// Blocks moved per refill or flush (1..=64, at most the capacity). Default capacity / 4.
+    pub fn cache_batch(mut self, blocks: usize) -> Self {
+        self.batch = Some(blocks);
+        self
+    }
+
+    /// Reserves the pool.
+    ///
+    /// # Errors
+    /// [`InitError::TooLarge`] above 2^MAX_K; [`InitError::Os`] when the OS refuses.
+    pub fn build(self) -> Result<ConcurrentPool, InitError> {
+        let kval = pool_order(self.size).ok_or(InitError::TooLarge {
+            requested: self.size,
+        })?;
+        let batch = self
+            .batch
+            .unwrap_or(if self.capacity == DEFAULT_CACHE_CAPACITY {
+                DEFAULT_CACHE_BATCH
+            } else {
+                (self.capacity / 4).max(1)
+            });
+        let config = CacheConfig::new(kval, self.cached_orders, self.capacity, batch);
+        let shared = PoolShared::create(kval, config)?;
+        // SAFETY: `create` returned a new shared state with one strong and one weak reference,
+        // which the pool now owns.
+        Ok(unsafe { ConcurrentPool::from_shared(shared, kval) })
+    }
+}
+
+/// The pool order for `size`: core's rule, except that loom models may use tiny pools (down to
+/// two smallest blocks) so that every block is contended.
+fn pool_order(size: usize) -> Option<u32> {
+    #[cfg(balloc_loom)]
+    if size.is_power_of_two() && size < (1 << balloc_core::MIN_K) {
+        return Some(size.trailing_zeros().max(balloc_core::SMALLEST_K));
+    }
+    pool_order_for(size)
+}

@@ -1,0 +1,386 @@
+//! A per-thread cache: per order, a bounded stack of free blocks, owned by one thread.
+//!
+//! Cost of a hit: `pop` is one load of the length, one load of the slot, one store of the
+//! length; `push` the same with a store to the slot. No atomic read-modify-write, and nothing
+//! another thread writes (the length is atomic only so `stats` can read it from elsewhere).
+//! A miss refills `batch` blocks from the shared bitmaps; a full stack flushes its `batch`
+//! oldest blocks back. Blocks in a cache are live in the bitmaps and carry their tag (see
+//! `tags`), so validated frees recognise them as free.
+//!
+//! Invariant: `0 <= len[k] <= cap[k]`, and `slots[k][..len[k]]` are distinct tagged blocks of
+//! order `k` that no caller holds.
+
+use core::cell::Cell;
+use core::ptr::NonNull;
+use std::alloc::{GlobalAlloc, Layout, System};
+
+use balloc_core::order::SMALLEST_K;
+use balloc_core::FreeError;
+
+use crate::config::MAX_CACHED_K;
+use crate::primitive::{AtomicUsize, Ordering};
+use crate::shared::{Core, PoolShared};
+
+const STACKS: usize = (MAX_CACHED_K - SMALLEST_K + 1) as usize;
+
+/// How many times an allocation that found nothing retries after asking other caches to flush.
+const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
+
+struct Stack {
+    /// Blocks held; written only by the owner (plain load + store), read by `stats`.
+    len: AtomicUsize,
+    cap: usize,
+    batch: usize,
+    /// `cap` offsets.
+    slots: *mut usize,
+}
+
+/// One thread's cache for one pool.
+pub(crate) struct Cache {
+    shared: NonNull<PoolShared>,
+    pub(crate) pool_id: u64,
+    stacks: [Stack; STACKS],
+    /// The slots of all stacks, one allocation of `total_slots` words.
+    slots: *mut usize,
+    total_slots: usize,
+    /// The pool's `pressure` epoch this cache last acted on.
+    seen_pressure: Cell<u64>,
+    /// Registry links, guarded by the pool's registry lock.
+    next: Cell<*mut Cache>,
+    prev: Cell<*mut Cache>,
+}
+
+impl Cache {
+    /// A new, empty, registered cache for the pool, in memory from the system allocator.
+    /// Returns null when the system allocator fails (callers then use the shared path).
+    ///
+    /// # Safety
+    /// - the caller holds a strong reference to `shared` for the whole call.
+    pub(crate) unsafe fn create(shared: NonNull<PoolShared>) -> *mut Cache {
+        // SAFETY: the caller holds a strong reference.
+        let pool = unsafe { shared.as_ref() };
+        let config = &pool.core().config;
+        let total = config.slots;
+        let slots = if total == 0 {
+            core::ptr::null_mut()
+        } else {
+            // SAFETY: non-zero size.
+            let p = unsafe { System.alloc(Layout::array::<usize>(total).expect("small")) };
+            if p.is_null() {
+                return core::ptr::null_mut();
+            }
+            p.cast::<usize>()
+        };
+        let mut at = 0usize;
+        let stacks = core::array::from_fn(|i| {
+            let k = i + SMALLEST_K as usize;
+            let cap = config.capacity[k] as usize;
+            let start = at;
+            at += cap;
+            Stack {
+                len: AtomicUsize::new(0),
+                cap,
+                batch: config.batch[k] as usize,
+                slots: slots.wrapping_add(start),
+            }
+        });
+        let cache = Cache {
+            shared,
+            pool_id: pool.id,
+            stacks,
+            slots,
+            total_slots: total,
+            seen_pressure: Cell::new(pool.pressure.load(Ordering::Relaxed)),
+            next: Cell::new(core::ptr::null_mut()),
+            prev: Cell::new(core::ptr::null_mut()),
+        };
+        // SAFETY: non-zero size.
+        let ptr = unsafe { System.alloc(Layout::new::<Cache>()) }.cast::<Cache>();
+        if ptr.is_null() {
+            drop(cache);
+            return core::ptr::null_mut();
+        }
+        // SAFETY: freshly allocated for a Cache; then registered while we hold a strong ref.
+        unsafe {
+            ptr.write(cache);
+            pool.register(ptr);
+        }
+        ptr
+    }
+
+    /// Flushes every block, deregisters and frees the cache.
+    ///
+    /// # Safety
+    /// - `this` came from `create`, is not used after, and the caller holds a strong reference.
+    pub(crate) unsafe fn destroy(this: *mut Cache) {
+        // SAFETY: valid until freed below; the caller holds a strong reference.
+        unsafe {
+            let cache = &*this;
+            cache.flush_all();
+            cache.shared.as_ref().deregister(this);
+            Self::free_memory(this);
+        }
+    }
+
+    /// Frees the cache's memory without touching the pool (it may be gone).
+    ///
+    /// # Safety
+    /// - `this` came from `create`, is deregistered or its pool is dead, and is not used after.
+    pub(crate) unsafe fn free_memory(this: *mut Cache) {
+        // SAFETY: allocated in `create` with these layouts.
+        unsafe {
+            let total = (*this).total_slots;
+            if total > 0 {
+                System.dealloc(
+                    (*this).slots.cast(),
+                    Layout::array::<usize>(total).expect("small"),
+                );
+            }
+            core::ptr::drop_in_place(this);
+            System.dealloc(this.cast(), Layout::new::<Cache>());
+        }
+    }
+
+    #[inline]
+    pub(crate) fn shared(&self) -> NonNull<PoolShared> {
+        self.shared
+    }
+
+    #[inline]
+    fn core(&self) -> &Core {
+        // SAFETY: a cache is only used while its user holds a strong reference to the pool
+        // (a LocalCache borrows the pool; thread caches upgrade or run inside a pool call).
+        unsafe { self.shared.as_ref() }.core()
+    }
+
+    #[inline]
+    fn stack(&self, k: u32) -> Option<&Stack> {
+        self.stacks.get(k.wrapping_sub(SMALLEST_K) as usize)
+    }
+
+    /// Fast path: a cached block of order `k`, untagged, ready for a caller.
+    #[inline]
+    pub(crate) fn pop(&self, k: u32) -> Option<usize> {
+        let s = self.stack(k)?;
+        let len = s.len.load(Ordering::Relaxed);
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: len <= cap, so slot len - 1 is initialised and ours.
+        let off = unsafe { *s.slots.add(len - 1) };
+        s.len.store(len - 1, Ordering::Relaxed);
+        // SAFETY: the block was cached, so it is ours and inside the region.
+        unsafe { self.core().tags.clear(self.core().base, off) };
+        Some(off)
+    }
+
+    /// Fast path: caches the block at `off` of order `k`, whose tag the caller has set.
+    /// Returns false when the stack is full (or the order is not cached).
+    #[inline]
+    fn push(&self, k: u32, off: usize) -> bool {
+        let Some(s) = self.stack(k) else { return false };
+        let len = s.len.load(Ordering::Relaxed);
+        if len == s.cap {
+            return false;
+        }
+        // SAFETY: len < cap, inside this stack's slots.
+        unsafe { *s.slots.add(len) = off };
+        s.len.store(len + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Allocates a block of order `k`: from the cache, else refilled, else from the shared
+    /// bitmaps directly; flushing caches before giving up.
+    #[inline]
+    pub(crate) fn alloc(&self, k: u32) -> Option<usize> {
+        match self.pop(k) {
+            Some(off) => Some(off),
+            None => self.alloc_slow(k),
+        }
+    }
+
+    /// Out-of-line slow path for `alloc`: refill, shared path, then out-of-memory handling.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, k: u32) -> Option<usize> {
+        self.check_pressure();
+        if let Some(off) = self.refill_and_pop(k) {
+            return Some(off);
+        }
+        let core = self.core();
+        if let Some(off) = core.alloc_shared(k) {
+            return Some(off);
+        }
+        // Out of memory in the shared bitmaps. Our own cached blocks may coalesce into what we
+        // need; then ask every other cache to flush at its next slow path, and retry a little.
+        self.flush_all();
+        // SAFETY: we hold a strong reference (see `core`).
+        let pool = unsafe { self.shared.as_ref() };
+        for attempt in 0..=OOM_RETRIES {
+            if let Some(off) = core.alloc_shared(k) {
+                return Some(off);
+            }
+            if attempt == 0 {
+                // Relaxed: a hint; caches that see it flush, and their flush's CASes publish.
+                pool.pressure.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::primitive::yield_now();
+        }
+        None
+    }
+
+    fn refill_and_pop(&self, k: u32) -> Option<usize> {
+        let s = self.stack(k)?;
+        if s.cap == 0 {
+            return None;
+        }
+        let len = s.len.load(Ordering::Relaxed);
+        let want = s.batch.min(s.cap - len).max(1);
+        let mut n = len;
+        self.core().refill(k, want, |off| {
+            // SAFETY: refill pushes at most `want <= cap - len` blocks.
+            unsafe { *s.slots.add(n) = off };
+            n += 1;
+        });
+        s.len.store(n, Ordering::Relaxed);
+        self.pop(k)
+    }
+
+    /// Frees a block of order `k` at `off` that the caller is known to hold (trusted path):
+    /// tag it and cache it, flushing a batch when the stack is full.
+    #[inline]
+    pub(crate) fn dealloc(&self, off: usize, k: u32) {
+        let core = self.core();
+        if core.config.caches(k) {
+            // SAFETY: the caller holds the block, so it is ours to tag.
+            unsafe { core.tags.set(core.base, off) };
+            if !self.push(k, off) {
+                self.push_slow(k, off);
+            }
+        } else {
+            let freed = core.free_shared(off, k);
+            debug_assert!(freed.is_ok(), "trusted dealloc of a block that is not live");
+        }
+    }
+
+    /// Frees the block at `off` of order `k` after validation found it live: claims its tag
+    /// (cacheable orders) or its live bit, so a racing double free gets the error.
+    pub(crate) fn free_validated(&self, off: usize, k: u32) -> Result<(), FreeError> {
+        let core = self.core();
+        if core.config.caches(k) {
+            // SAFETY: the block was live when validated, so it is inside the mapped region.
+            unsafe { core.tags.claim(core.base, off)? };
+            if !self.push(k, off) {
+                self.push_slow(k, off);
+            }
+            Ok(())
+        } else {
+            core.free_shared(off, k)
+        }
+    }
+
+    /// Out-of-line slow path for a free into a full stack: flush the oldest batch, then push.
+    #[cold]
+    #[inline(never)]
+    fn push_slow(&self, k: u32, off: usize) {
+        self.check_pressure();
+        match self.stack(k) {
+            Some(s) if s.cap > 0 => {
+                self.flush_oldest(s, k, s.batch);
+                let pushed = self.push(k, off);
+                debug_assert!(pushed, "a flushed stack has room");
+            }
+            _ => {
+                let r = self.core().free_shared(off, k);
+                debug_assert!(r.is_ok(), "cached-order block not live");
+            }
+        }
+    }
+
+    /// Returns the `count` oldest blocks of stack `k` to the shared bitmaps.
+    fn flush_oldest(&self, s: &Stack, k: u32, count: usize) {
+        let len = s.len.load(Ordering::Relaxed);
+        let count = count.min(len);
+        let core = self.core();
+        for i in 0..count {
+            // SAFETY: i < len <= cap.
+            let off = unsafe { *s.slots.add(i) };
+            let r = core.free_shared(off, k);
+            debug_assert!(r.is_ok(), "cached block was not live");
+        }
+        // SAFETY: both ranges lie within the stack's `len` initialised slots.
+        unsafe { core::ptr::copy(s.slots.add(count), s.slots, len - count) };
+        s.len.store(len - count, Ordering::Relaxed);
+    }
+
+    /// Returns every cached block to the shared bitmaps.
+    pub(crate) fn flush_all(&self) {
+        for (i, s) in self.stacks.iter().enumerate() {
+            if s.len.load(Ordering::Relaxed) > 0 {
+                self.flush_oldest(s, i as u32 + SMALLEST_K, usize::MAX);
+            }
+        }
+    }
+
+    /// If some allocation ran out since we last looked, give everything back.
+    fn check_pressure(&self) {
+        // SAFETY: we hold a strong reference (see `core`).
+        let now = unsafe { self.shared.as_ref() }
+            .pressure
+            .load(Ordering::Relaxed);
+        if now != self.seen_pressure.get() {
+            self.seen_pressure.set(now);
+            self.flush_all();
+        }
+    }
+
+    /// Bytes this cache holds (readable from any thread).
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.stacks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.len.load(Ordering::Relaxed) << (i as u32 + SMALLEST_K))
+            .sum()
+    }
+
+    pub(crate) fn next_registered(&self) -> *mut Cache {
+        self.next.get()
+    }
+
+    /// Links `this` at the front of the list at `head`.
+    ///
+    /// # Safety
+    /// - `this` is valid and unlinked; every cache in the list is valid; the caller holds the
+    ///   registry lock.
+    pub(crate) unsafe fn link_front(this: *mut Cache, head: &mut *mut Cache) {
+        // SAFETY: guaranteed valid by the caller.
+        unsafe {
+            (*this).next.set(*head);
+            (*this).prev.set(core::ptr::null_mut());
+            if !head.is_null() {
+                (**head).prev.set(this);
+            }
+        }
+        *head = this;
+    }
+
+    /// Unlinks `this` from the list at `head`.
+    ///
+    /// # Safety
+    /// - `this` is in the list; every cache in the list is valid; the caller holds the lock.
+    pub(crate) unsafe fn unlink(this: *mut Cache, head: &mut *mut Cache) {
+        // SAFETY: guaranteed valid by the caller.
+        unsafe {
+            let next = (*this).next.get();
+            let prev = (*this).prev.get();
+            if prev.is_null() {
+                *head = next;
+            } else {
+                (*prev).next.set(next);
+            }
+            if !next.is_null() {
+                (*next).prev.set(prev);
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! [`LocalCache`]: an explicit per-thread handle, the fastest way in.
+
+use core::alloc::Layout;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use balloc_core::order::layout_order;
+use balloc_core::{btok, AllocError, FreeError};
+
+use crate::cache::Cache;
+use crate::pool::ConcurrentPool;
+
+/// A thread's own cache over a [`ConcurrentPool`] (`!Send`): a hit costs a few plain loads and
+/// stores, with no thread-local lookup and no atomic read-modify-write.
+///
+/// Blocks may be freed through any handle or through the pool, on any thread. Dropping the
+/// handle returns its cached blocks to the pool.
+///
+/// # Examples
+/// ```
+/// use balloc_concurrent::ConcurrentPool;
+/// use std::alloc::Layout;
+///
+/// let pool = ConcurrentPool::new(1 << 20)?;
+/// let local = pool.local();
+/// let layout = Layout::from_size_align(48, 16).unwrap();
+/// let p = local.alloc_layout(layout).unwrap();
+/// // SAFETY: `p` came from this pool with `layout` and is freed once.
+/// unsafe { local.dealloc(p, layout) };
+/// drop(local);
+/// assert!(pool.stats().is_coalesced());
+/// # Ok::<(), balloc_concurrent::InitError>(())
+/// ```
+pub struct LocalCache<'a> {
+    pool: &'a ConcurrentPool,
+    /// Null when the system allocator could not provide a cache: then every call goes to the
+    /// shared bitmaps.
+    cache: *mut Cache,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl core::fmt::Debug for LocalCache<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalCache")
+            .field("pool", self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> LocalCache<'a> {
+    pub(crate) fn new(pool: &'a ConcurrentPool) -> Self {
+        // SAFETY: `pool` holds a strong reference for as long as the handle borrows it.
+        let cache = unsafe { Cache::create(pool.shared()) };
+        Self {
+            pool,
+            cache,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The pool this handle allocates from.
+    pub fn pool(&self) -> &'a ConcurrentPool {
+        self.pool
+    }
+
+    #[inline]
+    fn cache(&self) -> Option<&Cache> {
+        // SAFETY: non-null caches live until `drop`, and the handle is !Send and !Sync.
+        unsafe { self.cache.as_ref() }
+    }
+
+    /// Allocates a block of order `btok(size)`.
+    ///
+    /// # Errors
+    /// As [`ConcurrentPool::alloc`].
+    #[inline]
+    pub fn alloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        let k = btok(size);
+        if size != 0 {
+            if let Some(off) = self.cache().and_then(|c| c.pop(k)) {
+                return Ok(self.pool.core().ptr_at(off));
+            }
+        }
+        self.alloc_slow(size, k)
+    }
+
+    /// Out-of-line slow path for `alloc`: checks, refill, shared bitmaps.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, size: usize, k: u32) -> Result<NonNull<u8>, AllocError> {
+        if size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        if k > self.pool.kval() {
+            return Err(AllocError::TooLarge { requested: size });
+        }
+        self.alloc_order(k)
+    }
+
+    /// Allocates a block that fits `layout`.
+    ///
+    /// # Errors
+    /// As [`ConcurrentPool::alloc_layout`].
+    #[inline]
+    pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let k = layout_order(layout.size(), layout.align());
+        if layout.size() != 0 {
+            if let Some(off) = self.cache().and_then(|c| c.pop(k)) {
+                return Ok(self.pool.core().ptr_at(off));
+            }
+        }
+        self.alloc_order(self.pool.layout_order(layout)?)
+    }
+
+    fn alloc_order(&self, k: u32) -> Result<NonNull<u8>, AllocError> {
+        let off = match self.cache() {
+            Some(c) => c.alloc(k),
+            None => self.pool.alloc_uncached(k),
+        };
+        off.map(|off| self.pool.core().ptr_at(off))
+            .ok_or(AllocError::OutOfMemory { order: k })
+    }
+
+    /// Frees the block at `ptr` (allocated by any handle or thread), validated.
+    ///
+    /// # Errors
+    /// As [`ConcurrentPool::free`].
+    #[inline]
+    pub fn free(&self, ptr: NonNull<u8>) -> Result<(), FreeError> {
+        let core = self.pool.core();
+        let (off, k) = core.find_live(ptr)?;
+        match self.cache() {
+            Some(c) => c.free_validated(off, k),
+            None => core.free_validated_shared(off, k),
+        }
+    }
+
+    /// Frees a block without validation, trusting `layout`: the sized fast path.
+    ///
+    /// # Safety
+    /// - `ptr` was allocated from this handle's pool (through any handle) with `layout` or a
+    ///   layout of the same order, and is not freed twice.
+    #[inline]
+    pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
+        let core = self.pool.core();
+        let k = layout_order(layout.size(), layout.align());
+        let off = ptr.as_ptr().addr().wrapping_sub(core.base.as_ptr().addr());
+        debug_assert_eq!(
+            core.find_live(ptr),
+            Ok((off, k)),
+            "dealloc of a block not allocated with this layout"
+        );
+        match self.cache() {
+            Some(c) => c.dealloc(off, k),
+            None => {
+                let r = core.free_validated_shared(off, k);
+                debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
+            }
+        }
+    }
+
+    /// Hands every block this handle caches back to the pool.
+    pub fn flush(&self) {
+        if let Some(c) = self.cache() {
+            c.flush_all();
+        }
+    }
+}
+
+impl Drop for LocalCache<'_> {
+    fn drop(&mut self) {
+        if !self.cache.is_null() {
+            // SAFETY: the cache came from `Cache::create`, is used by nobody else, and the
+            // borrowed pool holds a strong reference.
+            unsafe { Cache::destroy(self.cache) };
+        }
+    }
+}

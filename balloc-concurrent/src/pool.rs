@@ -1,0 +1,285 @@
+//! [`ConcurrentPool`]: the `Send + Sync` buddy pool.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use balloc_core::order::layout_order;
+use balloc_core::{btok, AllocError, FreeError, InitError, Stats};
+
+use crate::builder::PoolBuilder;
+use crate::local::LocalCache;
+use crate::primitive::Ordering;
+use crate::shared::{Core, PoolShared};
+use crate::thread_cache;
+
+/// Retries of an out-of-memory allocation without a cache, after asking caches to flush.
+const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
+
+/// A buddy pool many threads allocate from and free to at once.
+///
+/// Blocks are powers of two from 64 B to the pool size, aligned to their size, with no header.
+/// Small blocks (by default 64 B to 4 KiB) go through per-thread caches: a hit is a few plain
+/// loads and stores. Everything else, and every cache miss, uses atomic per-order bitmaps with
+/// no lock. [`free`](Self::free) validates like `BuddyPool::free`.
+///
+/// # Examples
+/// ```
+/// use balloc_concurrent::ConcurrentPool;
+/// use std::thread;
+///
+/// let pool = ConcurrentPool::new(1 << 20)?;
+/// thread::scope(|s| {
+///     for _ in 0..4 {
+///         s.spawn(|| {
+///             let p = pool.alloc(100).unwrap();
+///             pool.free(p).unwrap();
+///         });
+///     }
+/// });
+/// assert!(pool.stats().is_coalesced());
+/// # Ok::<(), balloc_concurrent::InitError>(())
+/// ```
+pub struct ConcurrentPool {
+    shared: NonNull<PoolShared>,
+    kval: u32,
+}
+
+// SAFETY: the shared state is only mutated through atomics and the registry lock, and its
+// lifetime is reference counted; nothing in it is tied to one thread.
+unsafe impl Send for ConcurrentPool {}
+// SAFETY: as above: every `&self` method is safe to call from many threads at once.
+unsafe impl Sync for ConcurrentPool {}
+
+impl core::fmt::Debug for ConcurrentPool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ConcurrentPool")
+            .field("base", &self.core().base)
+            .field("kval", &self.kval)
+            .finish()
+    }
+}
+
+impl ConcurrentPool {
+    /// A pool of `size` bytes with default cache settings (size rules as `BuddyPool::new`).
+    ///
+    /// # Errors
+    /// [`InitError::TooLarge`] above 2^MAX_K; [`InitError::Os`] when the OS refuses.
+    pub fn new(size: usize) -> Result<Self, InitError> {
+        Self::builder().size(size).build()
+    }
+
+    /// Settings: size, cached orders, cache capacity and batch.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// # Safety
+    /// - `shared` holds one strong and one weak reference that the pool takes over.
+    pub(crate) unsafe fn from_shared(shared: NonNull<PoolShared>, kval: u32) -> Self {
+        Self { shared, kval }
+    }
+
+    #[inline]
+    pub(crate) fn shared(&self) -> NonNull<PoolShared> {
+        self.shared
+    }
+
+    #[inline]
+    pub(crate) fn core(&self) -> &Core {
+        // SAFETY: the pool holds a strong reference until it is dropped.
+        unsafe { self.shared.as_ref() }.core()
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        // SAFETY: the pool holds a strong reference.
+        unsafe { self.shared.as_ref() }.id
+    }
+
+    /// Order of the whole pool.
+    #[inline]
+    pub fn kval(&self) -> u32 {
+        self.kval
+    }
+
+    /// Bytes managed by the pool.
+    #[inline]
+    pub fn size(&self) -> usize {
+        1 << self.kval
+    }
+
+    /// True when `ptr` points into the pool's memory.
+    #[inline]
+    pub fn contains(&self, ptr: *const u8) -> bool {
+        ptr.addr().wrapping_sub(self.core().base.as_ptr().addr()) < self.size()
+    }
+
+    /// Allocates a block of order `btok(size)`, aligned to its size.
+    ///
+    /// # Errors
+    /// [`AllocError::ZeroSize`], [`AllocError::TooLarge`], or [`AllocError::OutOfMemory`]
+    /// after this thread's cache was flushed and other caches were asked to flush.
+    #[inline]
+    pub fn alloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        if size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let k = btok(size);
+        if k > self.kval {
+            return Err(AllocError::TooLarge { requested: size });
+        }
+        self.alloc_order(k)
+    }
+
+    /// Allocates a block that fits `layout` (order `btok(max(size, align))`).
+    ///
+    /// # Errors
+    /// As [`alloc`](Self::alloc), plus [`AllocError::AlignmentTooLarge`].
+    #[inline]
+    pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        self.alloc_order(self.layout_order(layout)?)
+    }
+
+    pub(crate) fn layout_order(&self, layout: Layout) -> Result<u32, AllocError> {
+        if layout.size() == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        if layout.align() > self.size() {
+            return Err(AllocError::AlignmentTooLarge {
+                align: layout.align(),
+            });
+        }
+        let k = layout_order(layout.size(), layout.align());
+        if k > self.kval {
+            return Err(AllocError::TooLarge {
+                requested: layout.size(),
+            });
+        }
+        Ok(k)
+    }
+
+    #[inline]
+    fn alloc_order(&self, k: u32) -> Result<NonNull<u8>, AllocError> {
+        // SAFETY: `self` holds a strong reference for the call.
+        let off = unsafe { thread_cache::with(self.shared, self.id(), |c| c.alloc(k)) }
+            .unwrap_or_else(|| self.alloc_uncached(k));
+        match off {
+            Some(off) => Ok(self.core().ptr_at(off)),
+            None => Err(AllocError::OutOfMemory { order: k }),
+        }
+    }
+
+    /// Allocation without a cache: the shared bitmaps, retrying after asking caches to flush.
+    pub(crate) fn alloc_uncached(&self, k: u32) -> Option<usize> {
+        let core = self.core();
+        for attempt in 0..=OOM_RETRIES {
+            if let Some(off) = core.alloc_shared(k) {
+                return Some(off);
+            }
+            if attempt == 0 {
+                // SAFETY: the pool holds a strong reference.
+                // Relaxed: a hint; caches that see it flush, and their flush's CASes publish.
+                unsafe { self.shared.as_ref() }
+                    .pressure
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            crate::primitive::yield_now();
+        }
+        None
+    }
+
+    /// Frees the block at `ptr` (from any thread), validated.
+    ///
+    /// # Errors
+    /// [`FreeError::OutOfPool`], [`FreeError::Misaligned`], [`FreeError::Interior`], or
+    /// [`FreeError::DoubleFree`] (also when two threads free one block at once: one wins).
+    /// The pool is unchanged on error.
+    #[inline]
+    pub fn free(&self, ptr: NonNull<u8>) -> Result<(), FreeError> {
+        let (off, k) = self.core().find_live(ptr)?;
+        // SAFETY: `self` holds a strong reference for the call.
+        unsafe { thread_cache::with(self.shared, self.id(), |c| c.free_validated(off, k)) }
+            .unwrap_or_else(|| self.core().free_validated_shared(off, k))
+    }
+
+    /// Frees a block the caller allocated from this pool with `layout`, without validation:
+    /// the sized fast path `GlobalAlloc` uses.
+    ///
+    /// # Safety
+    /// - `ptr` was returned by this pool for `layout` (or a layout of the same order), and is
+    ///   not freed twice.
+    #[inline]
+    pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
+        let k = layout_order(layout.size(), layout.align());
+        let off = ptr.as_ptr().addr() - self.core().base.as_ptr().addr();
+        debug_assert_eq!(
+            self.core().find_live(ptr),
+            Ok((off, k)),
+            "dealloc of a block not allocated with this layout"
+        );
+        // SAFETY: `self` holds a strong reference for the call.
+        let cached = unsafe { thread_cache::with(self.shared, self.id(), |c| c.dealloc(off, k)) };
+        if cached.is_none() {
+            let r = self.core().free_validated_shared(off, k);
+            debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
+        }
+    }
+
+    /// Size of the allocated block at `ptr`, or `None` when `ptr` is not an allocated block's
+    /// start. (A block sitting in a thread cache counts as allocated here.)
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
+        self.core().find_live(ptr).ok().map(|(_, k)| 1usize << k)
+    }
+
+    /// A per-thread handle with its own cache: the fastest path. Its blocks go back to the pool
+    /// when it is dropped.
+    pub fn local(&self) -> LocalCache<'_> {
+        LocalCache::new(self)
+    }
+
+    /// Hands this thread's cached blocks for this pool back to the shared bitmaps.
+    pub fn flush_thread_cache(&self) {
+        // SAFETY: `self` holds a strong reference.
+        unsafe { thread_cache::flush(self.id()) };
+    }
+
+    /// A snapshot of where the bytes are: `allocated_bytes` (held by callers), `free_bytes`
+    /// (free in the shared bitmaps), `cached_bytes` (free in thread caches). Exact when no
+    /// thread is inside a call; O(metadata).
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.core().stats();
+        // SAFETY: the pool holds a strong reference.
+        let cached = unsafe { self.shared.as_ref() }.cached_bytes();
+        stats.cached_bytes = cached;
+        stats.allocated_bytes = stats.allocated_bytes.saturating_sub(cached);
+        stats
+    }
+
+    /// Most bytes one thread's cache can hold: the bound on what a thread that stops using the
+    /// pool (without `flush_thread_cache` or exiting) can strand.
+    pub fn max_cached_bytes_per_thread(&self) -> usize {
+        self.core().config.max_bytes_per_cache()
+    }
+
+    /// Checks the shared bitmaps' invariants (no two free buddies, free and live blocks tile
+    /// the pool, summaries cover every free block). Meaningful only while no thread is inside a
+    /// call.
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        self.core().maps.validate()
+    }
+}
+
+impl Drop for ConcurrentPool {
+    fn drop(&mut self) {
+        // This thread's cache would otherwise keep blocks of a dead pool until thread exit.
+        self.flush_thread_cache();
+        // SAFETY: the pool's strong and weak references, released once, never used after.
+        unsafe {
+            self.shared.as_ref().release_strong();
+            PoolShared::release_weak(self.shared);
+        }
+    }
+}

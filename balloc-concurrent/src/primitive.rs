@@ -1,0 +1,23 @@
+//! The only place that names atomics, locks and thread yields. Under `cfg(balloc_loom)` it
+//! re-exports loom's model-checked types instead of std's, so every atomic step of the protocol
+//! is explored by the loom models in `loom-tests`.
+
+#[cfg(balloc_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(balloc_loom)]
+pub(crate) use loom::sync::Mutex;
+
+#[cfg(not(balloc_loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(balloc_loom))]
+pub(crate) use std::sync::Mutex;
+
+/// Gives other threads a chance while waiting for one of them (under loom: a scheduling point,
+/// which loom needs in every wait loop).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(balloc_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(balloc_loom))]
+    std::thread::yield_now();
+}

@@ -1,0 +1,334 @@
+//! The state all threads share: the region, the bitmaps, the cache registry, and the reference
+//! counts that keep it alive for thread caches that outlive the pool's owner.
+//!
+//! Lifetime: `strong` counts the owner (`ConcurrentPool`) plus threads flushing a cache at exit;
+//! while it is non-zero the region and bitmaps (`Core`) are valid. `weak` counts the owner plus
+//! every thread-local cache; while it is non-zero the `PoolShared` struct itself is valid, so a
+//! thread that exits after the pool was dropped can still see that it was (`strong == 0`) and
+//! skip the flush. Both are released with `AcqRel`, so the last holder sees every other
+//! holder's writes before it frees.
+
+use core::cell::UnsafeCell;
+use core::mem::ManuallyDrop;
+use core::ptr::NonNull;
+use std::alloc::{GlobalAlloc, Layout, System};
+
+use balloc_core::geometry::{block_offset, find_live_block};
+use balloc_core::os::Mapping;
+use balloc_core::{FreeError, InitError, Stats};
+
+use crate::bitmaps::BlockMaps;
+use crate::cache::Cache;
+use crate::config::CacheConfig;
+use crate::primitive::{AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::tags::Tags;
+
+/// Pool ids are never reused, so a thread cache can never mistake a new pool for a dropped one
+/// that lived at the same address. (A plain std atomic: not part of the modelled protocol.)
+static NEXT_POOL_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+/// What is valid while `strong > 0`.
+pub(crate) struct Core {
+    pub(crate) base: NonNull<u8>,
+    pub(crate) kval: u32,
+    pub(crate) maps: BlockMaps,
+    pub(crate) tags: Tags,
+    pub(crate) config: CacheConfig,
+    _region: Mapping,
+}
+
+/// The registry of caches, for `stats` (cached bytes) and for the pool to list them.
+/// Links live in the caches and are only touched under the registry's lock.
+pub(crate) struct Registry {
+    pub(crate) head: *mut Cache,
+}
+
+// SAFETY: the registry only holds pointers to caches, which are only dereferenced under the
+// registry's lock, and caches deregister before they are freed.
+unsafe impl Send for Registry {}
+
+pub(crate) struct PoolShared {
+    strong: AtomicUsize,
+    weak: AtomicUsize,
+    pub(crate) id: u64,
+    /// Bumped when an allocation runs out; caches that see it change flush everything.
+    pub(crate) pressure: AtomicU64,
+    pub(crate) registry: Mutex<Registry>,
+    core: UnsafeCell<ManuallyDrop<Core>>,
+}
+
+impl PoolShared {
+    /// Builds the shared state in memory from the system allocator (never the global one, so
+    /// a pool can be the global allocator), with one strong and one weak reference.
+    pub(crate) fn create(kval: u32, config: CacheConfig) -> Result<NonNull<PoolShared>, InitError> {
+        let size = 1usize << kval;
+        let region = Mapping::reserve(size, size)?;
+        let maps = BlockMaps::new(kval)?;
+        let id = NEXT_POOL_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let base = region.as_ptr();
+        let secret = random_secret(id, base.as_ptr().addr());
+        let core = Core {
+            base,
+            kval,
+            maps,
+            tags: Tags::new(kval, secret),
+            config,
+            _region: region,
+        };
+        // The whole region starts as one free block of the top order.
+        core.maps.release(kval, 0);
+        let shared = PoolShared {
+            strong: AtomicUsize::new(1),
+            weak: AtomicUsize::new(1),
+            id,
+            pressure: AtomicU64::new(0),
+            registry: Mutex::new(Registry {
+                head: core::ptr::null_mut(),
+            }),
+            core: UnsafeCell::new(ManuallyDrop::new(core)),
+        };
+        let layout = Layout::new::<PoolShared>();
+        // SAFETY: PoolShared is not zero-sized.
+        let ptr = unsafe { System.alloc(layout) }.cast::<PoolShared>();
+        let Some(ptr) = NonNull::new(ptr) else {
+            return Err(InitError::Os { code: 0 });
+        };
+        // SAFETY: freshly allocated with PoolShared's layout.
+        unsafe { ptr.as_ptr().write(shared) };
+        Ok(ptr)
+    }
+
+    /// The region and bitmaps.
+    ///
+    /// The caller must hold a strong reference (the pool's owner, a `LocalCache` borrowing it,
+    /// or a successful [`Self::try_upgrade`]) for as long as it uses the result.
+    #[inline]
+    pub(crate) fn core(&self) -> &Core {
+        // SAFETY: `core` is only written by `release_strong` when the last strong reference
+        // goes, and callers hold one (documented contract of this crate-private method).
+        unsafe { &*self.core.get() }
+    }
+
+    /// Takes a strong reference if the pool is still alive.
+    pub(crate) fn try_upgrade(&self) -> bool {
+        let mut n = self.strong.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return false;
+            }
+            // Acquire: if we get in, everything done by the owner before is visible.
+            match self
+                .strong
+                .compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => n = actual,
+            }
+        }
+    }
+
+    /// Adds a weak reference (the caller holds a strong one).
+    pub(crate) fn add_weak(&self) {
+        self.weak.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops a strong reference; the last one releases the region and bitmaps.
+    ///
+    /// # Safety
+    /// - the caller holds a strong reference and does not use `core()` after this call.
+    pub(crate) unsafe fn release_strong(&self) {
+        // AcqRel: the last releaser sees every other holder's use of the core before dropping it.
+        if self.strong.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: no strong reference is left, so nobody else can reach `core`.
+            unsafe { ManuallyDrop::drop(&mut *self.core.get()) };
+        }
+    }
+
+    /// Drops a weak reference; the last one frees the struct.
+    ///
+    /// # Safety
+    /// - `this` holds a weak reference and is not used after this call.
+    pub(crate) unsafe fn release_weak(this: NonNull<PoolShared>) {
+        // SAFETY: the caller holds a weak reference, so the struct is alive.
+        let last = unsafe { this.as_ref() }.weak.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
+            // SAFETY: no reference is left; the struct was made by `create` with this layout.
+            unsafe {
+                core::ptr::drop_in_place(this.as_ptr());
+                System.dealloc(this.as_ptr().cast(), Layout::new::<PoolShared>());
+            }
+        }
+    }
+
+    /// Links `cache` into the registry.
+    ///
+    /// # Safety
+    /// - `cache` is valid and not registered, and stays valid until `deregister`.
+    pub(crate) unsafe fn register(&self, cache: *mut Cache) {
+        let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the caller guarantees `cache` is valid; links are guarded by the lock we hold.
+        unsafe { Cache::link_front(cache, &mut reg.head) };
+    }
+
+    /// Unlinks `cache` from the registry.
+    ///
+    /// # Safety
+    /// - `cache` was registered with this pool and is still valid.
+    pub(crate) unsafe fn deregister(&self, cache: *mut Cache) {
+        let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: as above.
+        unsafe { Cache::unlink(cache, &mut reg.head) };
+    }
+
+    /// Bytes held by all registered caches (a snapshot).
+    pub(crate) fn cached_bytes(&self) -> usize {
+        let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = 0;
+        let mut c = reg.head;
+        while !c.is_null() {
+            // SAFETY: registered caches are valid while linked, and we hold the lock.
+            let cache = unsafe { &*c };
+            total += cache.cached_bytes();
+            c = cache.next_registered();
+        }
+        total
+    }
+}
+
+impl Core {
+    /// The offset and order of the live block starting at `ptr`.
+    #[inline]
+    pub(crate) fn find_live(&self, ptr: NonNull<u8>) -> Result<(usize, u32), FreeError> {
+        let off = block_offset(self.base.as_ptr().addr(), ptr.as_ptr().addr(), self.kval)?;
+        let k = find_live_block(off, self.kval, |k, i| self.maps.is_live(k, i))?;
+        Ok((off, k))
+    }
+
+    /// The pointer at offset `off`, with the region's provenance.
+    #[inline]
+    pub(crate) fn ptr_at(&self, off: usize) -> NonNull<u8> {
+        // SAFETY: off < 2^kval, so base + off is inside the mapped region (non-null).
+        unsafe { NonNull::new_unchecked(self.base.as_ptr().wrapping_add(off)) }
+    }
+
+    /// Claims one free block of order `k` or, failing that, of the smallest larger order.
+    /// Returns its order and offset.
+    fn take_one(&self, k: u32) -> Option<(u32, usize)> {
+        for j in k..=self.kval {
+            if let Some((first, bits)) = self.maps.claim(j, 1) {
+                let index = first + bits.trailing_zeros() as usize;
+                return Some((j, index << j));
+            }
+        }
+        None
+    }
+
+    /// Splits the block at `off` of order `j` down to order `t`, publishing the upper halves
+    /// (orders `j-1` down to `t`) as free. The caller keeps the block of order `t` at `off`.
+    fn split_down(&self, off: usize, j: u32, t: u32) {
+        for i in (t..j).rev() {
+            self.maps.publish_split_half(i, (off >> i) | 1);
+        }
+    }
+
+    /// Takes one block of order `k` from the shared bitmaps for a caller: claim (or split),
+    /// clear its tag, mark it live. Returns its offset.
+    pub(crate) fn alloc_shared(&self, k: u32) -> Option<usize> {
+        let (j, off) = self.take_one(k)?;
+        self.split_down(off, j, k);
+        if self.config.caches(k) {
+            // SAFETY: the block is ours (claimed, not yet live) and inside the region.
+            unsafe { self.tags.clear(self.base, off) };
+        }
+        self.maps.set_live(k, off >> k, 1 << ((off >> k) % 64));
+        Some(off)
+    }
+
+    /// Moves up to `want` (1..=64) blocks of order `k` from the shared bitmaps into a cache
+    /// through `push`, tagged and live. Returns how many.
+    pub(crate) fn refill(&self, k: u32, want: usize, mut push: impl FnMut(usize)) -> usize {
+        debug_assert!((1..=64).contains(&want));
+        let (first, bits) = if let Some(claimed) = self.maps.claim(k, want as u32) {
+            claimed
+        } else {
+            // Split one larger block into up to `want` blocks of order k (a power of two).
+            let span = usize::BITS - 1 - want.leading_zeros(); // log2(want), rounded down
+            let Some((j, off)) = self.take_one(k + 1) else {
+                return 0;
+            };
+            let t = (k + span).min(j);
+            self.split_down(off, j, t);
+            let n = 1usize << (t - k);
+            let first = off >> k;
+            let shift = first % 64;
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << shift
+            };
+            (first - shift, mask)
+        };
+        // Tag before marking live (Release in set_live): a validated free that finds the block
+        // live also finds its tag.
+        let mut rest = bits;
+        let mut count = 0;
+        // Highest first, so the cache (a stack) hands out the lowest address first.
+        while rest != 0 {
+            let b = 63 - rest.leading_zeros() as usize;
+            rest &= !(1u64 << b);
+            let off = (first + b) << k;
+            // SAFETY: the block is ours (claimed, not yet live) and inside the region.
+            unsafe { self.tags.set(self.base, off) };
+            push(off);
+            count += 1;
+        }
+        self.maps.set_live(k, first, bits);
+        count
+    }
+
+    /// Returns a live block to the shared bitmaps, merging it with free buddies.
+    ///
+    /// # Errors
+    /// [`FreeError::DoubleFree`] when the block was no longer live (a racing free won).
+    pub(crate) fn free_shared(&self, off: usize, k: u32) -> Result<(), FreeError> {
+        if !self.maps.clear_live(k, off >> k) {
+            return Err(FreeError::DoubleFree);
+        }
+        self.maps.release(k, off >> k);
+        Ok(())
+    }
+
+    /// A validated free without a cache: claim the tag (cacheable orders, so a racing free of
+    /// the block in some cache is caught) and the live bit, then merge into the bitmaps.
+    ///
+    /// # Errors
+    /// [`FreeError::DoubleFree`] when the block is already free (cached or not).
+    pub(crate) fn free_validated_shared(&self, off: usize, k: u32) -> Result<(), FreeError> {
+        if self.config.caches(k) {
+            // SAFETY: the block was live when validated, so it is inside the mapped region.
+            unsafe { self.tags.claim(self.base, off)? };
+        }
+        self.free_shared(off, k)
+    }
+
+    /// A snapshot of the shared bitmaps (cached bytes counted as allocated). O(metadata).
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = Stats::empty(1 << self.kval, self.maps.bytes());
+        let mut live = 0;
+        for k in balloc_core::SMALLEST_K..=self.kval {
+            stats.add_free_blocks(k, self.maps.count_free(k));
+            live += self.maps.count_live(k) << k;
+        }
+        stats.allocated_bytes = live;
+        stats
+    }
+}
+
+/// A per-pool secret for tags: std's randomly keyed hasher over the pool id and address.
+fn random_secret(id: u64, addr: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u64(id);
+    h.write_usize(addr);
+    h.finish() as usize
+}

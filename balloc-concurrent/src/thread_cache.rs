@@ -1,0 +1,143 @@
+//! Implicit per-thread caches, for `ConcurrentPool::{alloc, free}` and `GlobalAlloc`.
+//!
+//! Each thread keeps up to [`SLOTS`] caches, one per pool it uses (found by pool id; a thread
+//! using more pools goes to the shared bitmaps for the extra ones). A cache holds a weak
+//! reference to its pool's shared state. At thread exit the caches are flushed back to pools
+//! that are still alive (a strong reference is taken for the flush) and freed; a cache whose
+//! pool was dropped is just freed, its blocks having gone with the region.
+//!
+//! The thread-local is const-initialised and its caches come from the system allocator, so it
+//! never calls the global allocator: a pool can be the global allocator.
+
+use core::cell::Cell;
+use core::ptr::NonNull;
+
+use crate::cache::Cache;
+use crate::shared::PoolShared;
+
+/// Pools one thread caches for at once.
+pub const SLOTS: usize = 4;
+
+struct ThreadCaches {
+    slots: [Cell<*mut Cache>; SLOTS],
+}
+
+impl ThreadCaches {
+    #[cfg(not(balloc_loom))]
+    const fn new() -> Self {
+        Self {
+            slots: [const { Cell::new(core::ptr::null_mut()) }; SLOTS],
+        }
+    }
+
+    #[cfg(balloc_loom)]
+    fn new() -> Self {
+        Self {
+            slots: core::array::from_fn(|_| Cell::new(core::ptr::null_mut())),
+        }
+    }
+}
+
+impl Drop for ThreadCaches {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            let cache = slot.replace(core::ptr::null_mut());
+            if !cache.is_null() {
+                // SAFETY: the slot owned this cache; nothing else refers to it.
+                unsafe { retire(cache) };
+            }
+        }
+    }
+}
+
+#[cfg(not(balloc_loom))]
+std::thread_local! {
+    static CACHES: ThreadCaches = const { ThreadCaches::new() };
+}
+
+#[cfg(balloc_loom)]
+loom::thread_local! {
+    static CACHES: ThreadCaches = ThreadCaches::new();
+}
+
+/// Runs `f` with this thread's cache for the pool, creating it on first use. `None` when the
+/// thread has no cache for it (thread-locals being torn down, all slots taken, or no memory
+/// for a cache): the caller uses the shared bitmaps.
+///
+/// # Safety
+/// - the caller holds a strong reference to `shared` for the whole call.
+#[inline]
+pub(crate) unsafe fn with<R>(
+    shared: NonNull<PoolShared>,
+    id: u64,
+    f: impl FnOnce(&Cache) -> R,
+) -> Option<R> {
+    CACHES
+        .try_with(|tc| {
+            let mut empty = None;
+            for slot in &tc.slots {
+                let c = slot.get();
+                if c.is_null() {
+                    empty.get_or_insert(slot);
+                    // SAFETY: non-null slots hold live caches owned by this thread.
+                } else if unsafe { (*c).pool_id } == id {
+                    // SAFETY: as above.
+                    return Some(f(unsafe { &*c }));
+                }
+            }
+            let slot = empty?;
+            // SAFETY: the caller holds a strong reference; the new cache takes a weak one.
+            let c = unsafe { Cache::create(shared) };
+            if c.is_null() {
+                return None;
+            }
+            // SAFETY: the caller holds a strong reference.
+            unsafe { shared.as_ref() }.add_weak();
+            slot.set(c);
+            // SAFETY: just created, owned by this slot.
+            Some(f(unsafe { &*c }))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Flushes this thread's cache for the pool, if it has one.
+///
+/// # Safety
+/// - the caller holds a strong reference to `shared`.
+pub(crate) unsafe fn flush(id: u64) {
+    let _ = CACHES.try_with(|tc| {
+        for slot in &tc.slots {
+            let c = slot.get();
+            // SAFETY: non-null slots hold live caches owned by this thread.
+            if !c.is_null() && unsafe { (*c).pool_id } == id {
+                // SAFETY: as above; the caller holds a strong reference for the flush.
+                unsafe { (*c).flush_all() };
+            }
+        }
+    });
+}
+
+/// Ends a thread's cache: flush and deregister if the pool lives, then free it.
+///
+/// # Safety
+/// - `cache` came from `Cache::create` via `with`, owns a weak reference, and is not used after.
+unsafe fn retire(cache: *mut Cache) {
+    // SAFETY: the cache is valid and its weak reference keeps the shared struct alive.
+    let shared = unsafe { (*cache).shared() };
+    // SAFETY: as above.
+    let pool = unsafe { shared.as_ref() };
+    if pool.try_upgrade() {
+        // SAFETY: we now hold a strong reference for the flush and deregistration.
+        unsafe {
+            Cache::destroy(cache);
+            pool.release_strong();
+        }
+    } else {
+        // The pool is gone: its region (and the cached blocks with it) was released.
+        // SAFETY: nobody will walk the dead pool's registry again.
+        unsafe { Cache::free_memory(cache) };
+    }
+    // SAFETY: the cache's weak reference, not used after this.
+    unsafe { PoolShared::release_weak(shared) };
+}

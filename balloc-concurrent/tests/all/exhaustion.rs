@@ -1,0 +1,83 @@
+//! Threads race to allocate the whole pool: exactly `size / block` succeed, no block twice,
+//! and after the frees the pool is whole.
+
+use std::sync::Barrier;
+
+use balloc_concurrent::ConcurrentPool;
+
+use crate::{assert_whole, SendPtr};
+
+fn race(threads: usize, pool_size: usize, block: usize) {
+    let pool = ConcurrentPool::new(pool_size).unwrap();
+    let barrier = Barrier::new(threads);
+    let mut all: Vec<SendPtr> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let (pool, barrier) = (&pool, &barrier);
+                s.spawn(move || {
+                    let local = pool.local();
+                    barrier.wait();
+                    let mut got = Vec::new();
+                    loop {
+                        let r = if t % 2 == 0 {
+                            local.alloc(block)
+                        } else {
+                            pool.alloc(block)
+                        };
+                        match r {
+                            Ok(p) => got.push(SendPtr(p)),
+                            Err(_) => break,
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        all.len(),
+        pool_size / block,
+        "every block handed out exactly once"
+    );
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), pool_size / block, "no block handed out twice");
+    // Free from other threads than the allocators, in interleaved chunks.
+    // Joined explicitly: a join (unlike the end of a scope) waits for thread-local destructors,
+    // which return each thread's cache.
+    std::thread::scope(|s| {
+        let hs: Vec<_> = all
+            .chunks(all.len().div_ceil(threads))
+            .map(|chunk| {
+                let pool = &pool;
+                s.spawn(move || {
+                    for p in chunk {
+                        pool.free(p.get()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+    });
+    assert_whole(&pool);
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "Miri: 16384 blocks take minutes; the 4 KiB race covers the paths"
+)]
+fn race_for_64_byte_blocks() {
+    race(4, 1 << 22, 64);
+}
+
+#[test]
+fn race_for_4k_blocks() {
+    race(if cfg!(miri) { 2 } else { 8 }, 1 << 20, 4096);
+}
+
+#[test]
+fn race_for_uncached_64k_blocks() {
+    race(if cfg!(miri) { 2 } else { 8 }, 1 << 22, 65536);
+}
