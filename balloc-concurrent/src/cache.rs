@@ -97,7 +97,12 @@ impl Cache {
         // SAFETY: non-zero size.
         let ptr = unsafe { System.alloc(Layout::new::<Cache>()) }.cast::<Cache>();
         if ptr.is_null() {
-            drop(cache);
+            if total > 0 {
+                // SAFETY: allocated above with this layout, and never handed out.
+                unsafe {
+                    System.dealloc(slots.cast(), Layout::array::<usize>(total).expect("small"))
+                };
+            }
             return core::ptr::null_mut();
         }
         // SAFETY: freshly allocated for a Cache; then registered while we hold a strong ref.

@@ -59,7 +59,7 @@ impl Tags {
     /// - `base + off` is the start of a block of the pool (at least 64 bytes, 64-aligned) whose
     ///   memory stays mapped while the returned reference is used.
     #[inline]
-    unsafe fn word<'a>(&'a self, base: NonNull<u8>, off: usize) -> &'a AtomicUsize {
+    unsafe fn word(&self, base: NonNull<u8>, off: usize) -> &AtomicUsize {
         #[cfg(balloc_loom)]
         {
             let _ = base;

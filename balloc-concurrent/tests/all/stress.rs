@@ -112,7 +112,7 @@ fn run(threads: usize, pool_size: usize) {
                 let mut failures = 0usize;
                 for _ in 0..OPS {
                     while let Ok(b) = rx.try_recv() {
-                        let how = rng.next();
+                        let how = rng.next_u64();
                         free_block(pool, &local, b, how);
                     }
                     if live.len() < WINDOW && (live.is_empty() || rng.below(2) == 0) {
@@ -142,7 +142,7 @@ fn run(threads: usize, pool_size: usize) {
                             check(&b);
                             tx.send(b).unwrap();
                         } else {
-                            let how = rng.next();
+                            let how = rng.next_u64();
                             free_block(pool, &local, b, how);
                         }
                     }
@@ -153,7 +153,7 @@ fn run(threads: usize, pool_size: usize) {
                 drop(tx);
                 // Free what the previous thread still sends, until it is done.
                 for b in rx {
-                    let how = rng.next();
+                    let how = rng.next_u64();
                     free_block(pool, &local, b, how);
                 }
                 failures
