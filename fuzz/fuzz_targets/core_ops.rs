@@ -1,0 +1,496 @@
+//! `core_ops`: arbitrary sequences of operations on two `BuddyPool`s, checked against a model of
+//! their live blocks after every step.
+//!
+//! Checked, after every operation on a pool:
+//! - `validate()` passes;
+//! - the live blocks of the model and the free blocks of `free_blocks()` tile the pool exactly
+//!   (no overlap, no gap), every block aligned to its size;
+//! - `usable_size` of every live block is its size; `stats()` agrees with the model and with
+//!   `free_blocks()`;
+//! - every block's bytes hold the byte it was filled with, checked in full before it is freed or
+//!   resized (and the kept prefix after a resize);
+//! - each call returns exactly the result the buddy rules predict: an allocation fails with
+//!   `OutOfMemory` if and only if `stats().largest_free_block` is too small; `realloc` stays in
+//!   place exactly when it shrinks or its upper buddies are free; a free of a garbage pointer
+//!   fails with exactly `OutOfPool`, `Misaligned`, `Interior` or `DoubleFree`, and changes nothing.
+
+#![no_main]
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use arbitrary::Arbitrary;
+use balloc_core::{btok, AllocError, BuddyPool, FreeError, MIN_K, SMALLEST_K};
+use balloc_fuzz::{next_tag, Block, Size};
+use libfuzzer_sys::fuzz_target;
+
+/// How many freed pointers each pool remembers, to free them again.
+const FREED_KEPT: usize = 32;
+
+#[derive(Arbitrary, Debug)]
+enum PoolSize {
+    /// 2^20, the smallest pool.
+    Min,
+    /// 2^21.
+    Double,
+    /// `1 + n % 2^21` bytes, which `new` rounds up to 2^20 or 2^21.
+    Other(u32),
+}
+
+impl PoolSize {
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Min => 1 << MIN_K,
+            Self::Double => 1 << (MIN_K + 1),
+            Self::Other(n) => 1 + *n as usize % (1 << (MIN_K + 1)),
+        }
+    }
+}
+
+/// A pointer to free that is not (usually) a live block's start.
+#[derive(Arbitrary, Debug)]
+enum Garbage {
+    /// The pool's start plus an offset.
+    Offset(u32),
+    /// `delta % size` bytes into live block `index`.
+    IntoLive { index: u16, delta: u32 },
+    /// A pointer freed earlier: a double free, unless that block was handed out again.
+    Freed { index: u16 },
+    /// `n` bytes before the pool's start.
+    Before(u16),
+    /// `n` bytes past the pool's last byte.
+    After(u16),
+    /// A live block of the other pool.
+    Foreign { index: u16 },
+    /// A variable on the stack.
+    Stack,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    /// Frees every block of the pool (it must coalesce), drops or destroys it, and makes a new one.
+    New {
+        pool: bool,
+        size: PoolSize,
+        destroy: bool,
+    },
+    Alloc {
+        pool: bool,
+        size: Size,
+    },
+    AllocLayout {
+        pool: bool,
+        size: Size,
+        align_shift: u8,
+    },
+    AllocOrder {
+        pool: bool,
+        k: u8,
+    },
+    Free {
+        pool: bool,
+        index: u16,
+    },
+    Realloc {
+        pool: bool,
+        index: u16,
+        size: Size,
+    },
+    FreeGarbage {
+        pool: bool,
+        target: Garbage,
+    },
+    UsableSize {
+        pool: bool,
+        target: Garbage,
+    },
+    Trim {
+        pool: bool,
+    },
+}
+
+/// One pool and what the model knows about it.
+struct Model {
+    pool: BuddyPool,
+    live: Vec<Block>,
+    /// Pointers freed lately, oldest first.
+    freed: Vec<NonNull<u8>>,
+    tag: u8,
+}
+
+impl Model {
+    fn new(size: usize) -> Self {
+        let pool = BuddyPool::new(size).expect("a pool of at most 2 MiB");
+        let expected = 1usize << btok(size).max(MIN_K);
+        assert_eq!(pool.size(), expected, "new({size}) rounds to {expected}");
+        assert!(pool.stats().is_coalesced(), "a new pool is one free block");
+        Self {
+            pool,
+            live: Vec::new(),
+            freed: Vec::new(),
+            tag: 0,
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.pool.size()
+    }
+
+    fn base(&self) -> usize {
+        self.pool.base().as_ptr().addr()
+    }
+
+    fn remember_freed(&mut self, ptr: NonNull<u8>) {
+        if self.freed.len() == FREED_KEPT {
+            self.freed.remove(0);
+        }
+        self.freed.push(ptr);
+    }
+
+    /// Records a successful allocation of order `k`, or checks that the failure was the right one.
+    fn alloc_result(
+        &mut self,
+        r: Result<NonNull<u8>, AllocError>,
+        expected: Result<u32, AllocError>,
+    ) {
+        match (r, expected) {
+            (Ok(p), Ok(k)) => {
+                assert_eq!(
+                    p.as_ptr().addr() % (1 << k),
+                    0,
+                    "block of order {k} aligned"
+                );
+                assert!(self.pool.contains(p.as_ptr()), "block inside the pool");
+                self.tag = next_tag(self.tag);
+                // SAFETY: `p` was just allocated to us with order k, so 2^k bytes are ours.
+                let b = unsafe { Block::fill(p, k, self.tag) };
+                self.live.push(b);
+            }
+            (r, expected) => assert_eq!(r.map(|_| ()), expected.map(|_| ()), "allocation outcome"),
+        }
+    }
+
+    /// The result an allocation of order `k` must have now.
+    fn predict(&self, k: u32) -> Result<u32, AllocError> {
+        if self.pool.stats().largest_free_block >= 1 << k {
+            Ok(k)
+        } else {
+            Err(AllocError::OutOfMemory { order: k })
+        }
+    }
+
+    fn alloc(&mut self, size: Size) {
+        let bytes = size.bytes(self.size());
+        let expected = if bytes == 0 {
+            Err(AllocError::ZeroSize)
+        } else if btok(bytes) > self.pool.kval() {
+            Err(AllocError::TooLarge { requested: bytes })
+        } else {
+            self.predict(btok(bytes))
+        };
+        let r = self.pool.alloc(bytes);
+        self.alloc_result(r, expected);
+    }
+
+    fn alloc_layout(&mut self, size: Size, align_shift: u8) {
+        let bytes = size.bytes(self.size());
+        let align = 1usize << (align_shift % 24);
+        let Ok(layout) = Layout::from_size_align(bytes, align) else {
+            return;
+        };
+        let k = btok(bytes.max(align));
+        let expected = if bytes == 0 {
+            Err(AllocError::ZeroSize)
+        } else if align > self.size() {
+            Err(AllocError::AlignmentTooLarge { align })
+        } else if k > self.pool.kval() {
+            Err(AllocError::TooLarge { requested: bytes })
+        } else {
+            self.predict(k)
+        };
+        let r = self.pool.alloc_layout(layout);
+        if let Ok(p) = r {
+            assert_eq!(p.as_ptr().addr() % align, 0, "alloc_layout honours {align}");
+        }
+        self.alloc_result(r, expected);
+    }
+
+    fn alloc_order(&mut self, k: u8) {
+        let k = SMALLEST_K + u32::from(k) % (self.pool.kval() - SMALLEST_K + 1);
+        let expected = self.predict(k);
+        let r = self.pool.alloc_order(k);
+        self.alloc_result(r, expected);
+    }
+
+    fn free_live(&mut self, i: usize) {
+        let b = self.live.swap_remove(i);
+        // SAFETY: `b` is still allocated to us.
+        unsafe { b.check("before free") };
+        assert_eq!(self.pool.free(b.ptr), Ok(()), "free of a live block");
+        self.remember_freed(b.ptr);
+    }
+
+    fn realloc(&mut self, i: usize, size: Size) {
+        let b = self.live[i];
+        // SAFETY: `b` is allocated to us.
+        unsafe { b.check("before realloc") };
+        let bytes = size.bytes(self.size());
+        let nk = btok(bytes);
+        let largest = self.pool.stats().largest_free_block;
+        // Grows in place iff the block is the lower part of the order-nk block and nothing live
+        // is in the rest of it (then the upper buddies are free, and whole, since free buddies
+        // are always merged).
+        let in_place = |m: &Self| {
+            let end = b.addr() + (1 << nk);
+            b.addr() % (1 << nk) == 0
+                && !m
+                    .live
+                    .iter()
+                    .any(|o| o.addr() >= b.addr() + b.len() && o.addr() < end)
+        };
+        #[derive(Clone, Copy)]
+        enum Want {
+            Same,
+            Moved,
+            Fail(AllocError),
+        }
+        let want = if bytes == 0 {
+            Want::Fail(AllocError::ZeroSize)
+        } else if nk > self.pool.kval() {
+            Want::Fail(AllocError::TooLarge { requested: bytes })
+        } else if nk <= b.order || in_place(self) {
+            Want::Same
+        } else if largest >= 1 << nk {
+            Want::Moved
+        } else {
+            Want::Fail(AllocError::OutOfMemory { order: nk })
+        };
+        let r = self.pool.realloc(b.ptr, bytes);
+        match (r, want) {
+            (Ok(p), Want::Same | Want::Moved) => {
+                let moved = p != b.ptr;
+                assert_eq!(
+                    moved,
+                    matches!(want, Want::Moved),
+                    "realloc from order {} to {nk}: moved {moved}",
+                    b.order
+                );
+                assert_eq!(p.as_ptr().addr() % (1 << nk), 0, "resized block aligned");
+                let kept = Block { ptr: p, ..b };
+                // SAFETY: `p` is allocated to us with 2^nk bytes; the prefix is within it.
+                unsafe { kept.check_prefix(1 << nk.min(b.order), "after realloc") };
+                if moved {
+                    self.remember_freed(b.ptr);
+                }
+                self.tag = next_tag(self.tag);
+                // SAFETY: as above.
+                self.live[i] = unsafe { Block::fill(p, nk, self.tag) };
+            }
+            (Err(e), Want::Fail(w)) => {
+                assert_eq!(e, w, "realloc error");
+                // SAFETY: on error the block stays allocated to us, untouched.
+                unsafe { b.check("after a failed realloc") };
+            }
+            (r, _) => panic!(
+                "realloc of order {} at {:p} to {bytes} bytes gave {r:?}",
+                b.order, b.ptr
+            ),
+        }
+    }
+
+    /// The pointer a `Garbage` names, or `None` when there is nothing to name.
+    fn garbage(&self, g: &Garbage, other: &Self, stack: &u64) -> Option<NonNull<u8>> {
+        let base = self.pool.base().as_ptr();
+        let p = match *g {
+            Garbage::Offset(off) => base.wrapping_add(off as usize % self.size()),
+            Garbage::IntoLive { index, delta } => {
+                let b = self.live.get(index as usize % self.live.len().max(1))?;
+                b.ptr.as_ptr().wrapping_add(delta as usize % b.len())
+            }
+            Garbage::Freed { index } => {
+                return self
+                    .freed
+                    .get(index as usize % self.freed.len().max(1))
+                    .copied()
+            }
+            Garbage::Before(n) => base.wrapping_sub(1 + n as usize),
+            Garbage::After(n) => base.wrapping_add(self.size() + n as usize),
+            Garbage::Foreign { index } => {
+                return other
+                    .live
+                    .get(index as usize % other.live.len().max(1))
+                    .map(|b| b.ptr)
+            }
+            Garbage::Stack => return Some(NonNull::from(stack).cast()),
+        };
+        NonNull::new(p)
+    }
+
+    /// What `free(p)` must do: `Ok(i)` when `p` is live block `i`, else the exact error.
+    fn expected_free(&self, p: NonNull<u8>) -> Result<usize, FreeError> {
+        let addr = p.as_ptr().addr();
+        let off = addr.wrapping_sub(self.base());
+        if addr < self.base() || off >= self.size() {
+            Err(FreeError::OutOfPool)
+        } else if off % (1 << SMALLEST_K) != 0 {
+            Err(FreeError::Misaligned)
+        } else if let Some(i) = self.live.iter().position(|b| b.addr() == addr) {
+            Ok(i)
+        } else if self.live.iter().any(|b| b.contains(addr)) {
+            Err(FreeError::Interior)
+        } else {
+            Err(FreeError::DoubleFree)
+        }
+    }
+
+    fn free_garbage(&mut self, p: NonNull<u8>) {
+        match self.expected_free(p) {
+            Ok(i) => self.free_live(i),
+            Err(e) => {
+                let before = self.pool.stats();
+                assert_eq!(
+                    self.pool.free(p),
+                    Err(e),
+                    "free({p:p}) at offset {:#x}",
+                    p.as_ptr().addr().wrapping_sub(self.base())
+                );
+                assert_eq!(self.pool.stats(), before, "a rejected free changes nothing");
+                assert_eq!(
+                    self.pool.realloc(p, 1),
+                    Err(AllocError::InvalidPointer(e)),
+                    "realloc validates like free"
+                );
+            }
+        }
+    }
+
+    fn usable_size(&self, p: NonNull<u8>) {
+        let expected = self.expected_free(p).ok().map(|i| self.live[i].len());
+        assert_eq!(self.pool.usable_size(p), expected, "usable_size({p:p})");
+    }
+
+    /// Frees every live block, checking its contents; the pool must coalesce.
+    fn drain(&mut self) {
+        while !self.live.is_empty() {
+            self.free_live(self.live.len() - 1);
+        }
+        assert!(self.pool.stats().is_coalesced(), "{:?}", self.pool.stats());
+        self.check();
+    }
+
+    /// The model's invariants, checked after every step.
+    fn check(&self) {
+        if let Err(e) = self.pool.validate() {
+            panic!("{e}");
+        }
+        let stats = self.pool.stats();
+        let base = self.base();
+        // Every block of the pool, live or free, as (offset, order): they must tile the pool.
+        let mut blocks: Vec<(usize, u32, bool)> = self
+            .live
+            .iter()
+            .map(|b| (b.addr() - base, b.order, true))
+            .collect();
+        let mut free_counts = [0usize; 64];
+        let mut largest = 0;
+        for (p, k) in self.pool.free_blocks() {
+            free_counts[k as usize] += 1;
+            largest = largest.max(1usize << k);
+            blocks.push((p.as_ptr().addr() - base, k, false));
+        }
+        blocks.sort_unstable();
+        let mut next = 0;
+        for &(off, k, is_live) in &blocks {
+            assert_eq!(
+                off, next,
+                "blocks tile the pool (live {is_live}, order {k})"
+            );
+            assert_eq!(off % (1 << k), 0, "block at {off:#x} aligned to 2^{k}");
+            next = off + (1 << k);
+        }
+        assert_eq!(next, self.size(), "blocks tile the whole pool");
+        for b in &self.live {
+            assert_eq!(self.pool.usable_size(b.ptr), Some(b.len()));
+        }
+        let live_bytes: usize = self.live.iter().map(Block::len).sum();
+        assert_eq!(stats.allocated_bytes, live_bytes, "allocated bytes");
+        assert_eq!(stats.allocated_bytes + stats.free_bytes, self.size());
+        assert_eq!(stats.cached_bytes, 0);
+        assert_eq!(stats.largest_free_block, largest);
+        assert_eq!(
+            &stats.free_blocks[..],
+            &free_counts[..stats.free_blocks.len()]
+        );
+    }
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let stack = 0u64;
+    let mut pools = [Model::new(1 << MIN_K), Model::new(1 << (MIN_K + 1))];
+    for op in &ops {
+        let which = match *op {
+            Op::New { pool, .. }
+            | Op::Alloc { pool, .. }
+            | Op::AllocLayout { pool, .. }
+            | Op::AllocOrder { pool, .. }
+            | Op::Free { pool, .. }
+            | Op::Realloc { pool, .. }
+            | Op::FreeGarbage { pool, .. }
+            | Op::UsableSize { pool, .. }
+            | Op::Trim { pool } => usize::from(pool),
+        };
+        let (a, b) = pools.split_at_mut(1);
+        let (m, other) = if which == 0 {
+            (&mut a[0], &mut b[0])
+        } else {
+            (&mut b[0], &mut a[0])
+        };
+        match op {
+            Op::New { size, destroy, .. } => {
+                m.drain();
+                let old = std::mem::replace(m, Model::new(size.bytes()));
+                if *destroy {
+                    assert_eq!(old.pool.destroy(), Ok(()));
+                }
+            }
+            Op::Alloc { size, .. } => m.alloc(*size),
+            Op::AllocLayout {
+                size, align_shift, ..
+            } => m.alloc_layout(*size, *align_shift),
+            Op::AllocOrder { k, .. } => m.alloc_order(*k),
+            Op::Free { index, .. } if !m.live.is_empty() => {
+                m.free_live(*index as usize % m.live.len())
+            }
+            Op::Realloc { index, size, .. } if !m.live.is_empty() => {
+                m.realloc(*index as usize % m.live.len(), *size)
+            }
+            Op::FreeGarbage { target, .. } => {
+                if let Some(p) = m.garbage(target, other, &stack) {
+                    m.free_garbage(p);
+                }
+            }
+            Op::UsableSize { target, .. } => {
+                if let Some(p) = m.garbage(target, other, &stack) {
+                    m.usable_size(p);
+                }
+            }
+            Op::Trim { .. } => {
+                let before = m.pool.stats();
+                let released = m.pool.trim();
+                assert!(
+                    released <= before.free_bytes,
+                    "trim releases only free memory"
+                );
+                assert_eq!(m.pool.stats(), before, "trim moves no block");
+            }
+            Op::Free { .. } | Op::Realloc { .. } => {}
+        }
+        m.check();
+        if matches!(op, Op::FreeGarbage { .. }) {
+            other.check();
+        }
+    }
+    for m in &mut pools {
+        m.drain();
+    }
+});
