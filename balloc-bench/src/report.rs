@@ -1,0 +1,479 @@
+//! Turning runs into the report: medians and spreads, the text and Markdown tables, the CSV and
+//! the SVG chart.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::combinators::IntoLogRange;
+use plotters::prelude::*;
+
+use crate::registry::{AllocKind, Workload};
+use crate::workload::Outcome;
+
+/// One run of one workload on one allocator at one thread count.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// The workload.
+    pub workload: Workload,
+    /// The allocator.
+    pub alloc: AllocKind,
+    /// Threads.
+    pub threads: usize,
+    /// Repetition number, from 0.
+    pub rep: usize,
+    /// What was measured.
+    pub outcome: Outcome,
+}
+
+impl Sample {
+    /// The number the report is about: Mops/s, or for `fragmentation` the requested share live
+    /// at the first out-of-memory, in percent.
+    pub fn value(&self) -> f64 {
+        match &self.outcome.frag {
+            Some(f) => f.requested_share * 100.0,
+            None => self.outcome.mops(),
+        }
+    }
+}
+
+/// Median and spread of the repetitions of one (workload, allocator, threads).
+#[derive(Clone, Debug)]
+pub struct Cell {
+    /// Median of [`Sample::value`].
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Failed allocations over all repetitions (throughput workloads).
+    pub errors: u64,
+    /// `fragmentation`: median share of the pool in allocated blocks, in percent.
+    pub allocated_median: Option<f64>,
+}
+
+/// Cells keyed by (workload, allocator, threads).
+pub type Cells = BTreeMap<(Workload, AllocKind, usize), Cell>;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Groups the samples into cells.
+pub fn summarize(samples: &[Sample]) -> Cells {
+    let mut groups: BTreeMap<_, Vec<&Sample>> = BTreeMap::new();
+    for s in samples {
+        groups
+            .entry((s.workload, s.alloc, s.threads))
+            .or_default()
+            .push(s);
+    }
+    groups
+        .into_iter()
+        .map(|(key, ss)| {
+            let values: Vec<f64> = ss.iter().map(|s| s.value()).collect();
+            let allocated: Vec<f64> = ss
+                .iter()
+                .filter_map(|s| s.outcome.frag.map(|f| f.allocated_share * 100.0))
+                .filter(|v| !v.is_nan())
+                .collect();
+            let cell = Cell {
+                median: median(values.clone()),
+                min: values.iter().copied().fold(f64::INFINITY, f64::min),
+                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                errors: ss.iter().map(|s| s.outcome.errors).sum(),
+                allocated_median: (!allocated.is_empty()).then(|| median(allocated)),
+            };
+            (key, cell)
+        })
+        .collect()
+}
+
+/// What the tables are drawn from: the cells and the order of rows and columns.
+pub struct Report<'a> {
+    /// The cells.
+    pub cells: &'a Cells,
+    /// Workloads in order.
+    pub workloads: &'a [Workload],
+    /// Allocators in order; the first one present in a workload is its ratios' reference.
+    pub allocs: &'a [AllocKind],
+    /// Thread counts in order.
+    pub threads: &'a [usize],
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+impl Report<'_> {
+    fn rows(&self, w: Workload) -> Vec<AllocKind> {
+        self.allocs
+            .iter()
+            .copied()
+            .filter(|&a| {
+                self.threads
+                    .iter()
+                    .any(|&n| self.cells.contains_key(&(w, a, n)))
+            })
+            .collect()
+    }
+
+    /// The text of one table cell.
+    fn cell_text(&self, w: Workload, a: AllocKind, n: usize, reference: AllocKind) -> String {
+        let Some(c) = self.cells.get(&(w, a, n)) else {
+            return "-".into();
+        };
+        if w.is_throughput() {
+            let mut s = format!(
+                "{} [{}–{}]",
+                fmt_num(c.median),
+                fmt_num(c.min),
+                fmt_num(c.max)
+            );
+            if let Some(r) = self.cells.get(&(w, reference, n)) {
+                let _ = write!(s, " {:.2}×", c.median / r.median);
+            }
+            if c.errors > 0 {
+                let _ = write!(s, " ({} failed allocs!)", c.errors);
+            }
+            s
+        } else {
+            let mut s = format!("{:.1}% [{:.1}–{:.1}]", c.median, c.min, c.max);
+            if let Some(a) = c.allocated_median {
+                let _ = write!(s, " blocks {a:.1}%");
+            }
+            s
+        }
+    }
+
+    fn title(w: Workload) -> String {
+        if w.is_throughput() {
+            format!(
+                "{}: Mops/s, median [min–max] of the repetitions, and ratio to the first row",
+                w.id()
+            )
+        } else {
+            format!(
+                "{}: bytes live at the first out-of-memory, as a share of the pool (requested \
+                 bytes; 'blocks' = in allocated blocks, as the allocator counts them)",
+                w.id()
+            )
+        }
+    }
+
+    /// Plain-text tables, columns aligned, one per workload.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for &w in self.workloads {
+            let rows = self.rows(w);
+            let Some(&reference) = rows.first() else {
+                continue;
+            };
+            let mut table: Vec<Vec<String>> = vec![std::iter::once("allocator".to_owned())
+                .chain(self.threads.iter().map(|n| format!("{n} thr")))
+                .collect()];
+            for &a in &rows {
+                table.push(
+                    std::iter::once(a.label().to_owned())
+                        .chain(
+                            self.threads
+                                .iter()
+                                .map(|&n| self.cell_text(w, a, n, reference)),
+                        )
+                        .collect(),
+                );
+            }
+            let widths: Vec<usize> = (0..table[0].len())
+                .map(|i| {
+                    table
+                        .iter()
+                        .map(|r| r[i].chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let _ = writeln!(out, "\n{}", Self::title(w));
+            for row in &table {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(&widths)
+                    .enumerate()
+                    .map(|(i, (c, &wd))| {
+                        if i == 0 {
+                            format!("{c:<wd$}")
+                        } else {
+                            format!("{c:>wd$}")
+                        }
+                    })
+                    .collect();
+                let _ = writeln!(out, "  {}", line.join("  "));
+            }
+        }
+        out
+    }
+
+    /// Markdown tables, one per workload.
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        for &w in self.workloads {
+            let rows = self.rows(w);
+            let Some(&reference) = rows.first() else {
+                continue;
+            };
+            let _ = writeln!(out, "\n#### {}\n", Self::title(w));
+            let _ = write!(out, "| allocator |");
+            for n in self.threads {
+                let _ = write!(out, " {n} thr |");
+            }
+            let _ = write!(out, "\n|---|");
+            for _ in self.threads {
+                let _ = write!(out, "---:|");
+            }
+            out.push('\n');
+            for &a in &rows {
+                let _ = write!(out, "| {} |", a.label().replace('<', "\\<"));
+                for &n in self.threads {
+                    let _ = write!(out, " {} |", self.cell_text(w, a, n, reference));
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// Every sample, one line each.
+pub fn csv(samples: &[Sample]) -> String {
+    let mut out = String::from(
+        "workload,allocator,threads,rep,ops,errors,seconds,mops,live_requested_share,live_allocated_share\n",
+    );
+    for s in samples {
+        let o = &s.outcome;
+        let (req, alloc) = o.frag.map_or((String::new(), String::new()), |f| {
+            let a = if f.allocated_share.is_nan() {
+                String::new()
+            } else {
+                format!("{:.6}", f.allocated_share)
+            };
+            (format!("{:.6}", f.requested_share), a)
+        });
+        let mops = if o.frag.is_some() {
+            String::new()
+        } else {
+            format!("{:.4}", o.mops())
+        };
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{:.6},{},{},{}",
+            s.workload.id(),
+            s.alloc.id(),
+            s.threads,
+            s.rep,
+            o.ops,
+            o.errors,
+            o.elapsed.as_secs_f64(),
+            mops,
+            req,
+            alloc
+        );
+    }
+    out
+}
+
+/// Where the report goes: `$CARGO_TARGET_DIR/balloc-report`, else `<workspace>/target/balloc-report`.
+pub fn default_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        });
+    target.join("balloc-report")
+}
+
+fn color(i: usize) -> RGBColor {
+    const COLORS: [RGBColor; 9] = [
+        RGBColor(214, 39, 40),
+        RGBColor(255, 127, 14),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(127, 127, 127),
+        RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+        RGBColor(23, 190, 207),
+        RGBColor(188, 189, 34),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
+/// Draws each series as a line with dots, and the legend.
+macro_rules! draw_lines {
+    ($chart:ident, $series:ident) => {
+        for (idx, a, pts) in &$series {
+            let c = color(*idx);
+            $chart
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
+                .label(a.label())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            $chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+        }
+        $chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()?;
+    };
+}
+
+/// Draws one chart per workload (throughput vs threads, one line per allocator; for
+/// `fragmentation`, live share vs threads) into one SVG file.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn svg(
+    report: &Report<'_>,
+    path: &Path,
+    subtitle: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let charts = report.workloads.len().max(1);
+    let cols = 2;
+    let rows = charts.div_ceil(cols);
+    let root = SVGBackend::new(path, (1300, 80 + 460 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, body) = root.split_vertically(80);
+    top.titled("balloc scaling report", ("sans-serif", 28).into_font())?;
+    top.draw(&Text::new(
+        subtitle.to_owned(),
+        (20, 50),
+        ("sans-serif", 15).into_font(),
+    ))?;
+    let areas = body.split_evenly((rows, cols));
+    let threads = report.threads;
+    let last_x = threads.len().saturating_sub(1) as f64;
+    for (&w, area) in report.workloads.iter().zip(areas.iter()) {
+        let allocs = report.rows(w);
+        let series: Vec<(usize, AllocKind, Vec<(f64, f64)>)> = allocs
+            .iter()
+            .map(|&a| {
+                let idx = AllocKind::ALL.iter().position(|&k| k == a).unwrap_or(0);
+                let pts = threads
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &n)| {
+                        report.cells.get(&(w, a, n)).map(|c| (i as f64, c.median))
+                    })
+                    .collect();
+                (idx, a, pts)
+            })
+            .collect();
+        let values = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
+        let (lo, hi) = values.fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        if !lo.is_finite() {
+            continue;
+        }
+        let x_fmt = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 && (i as usize) < threads.len() {
+                threads[i as usize].to_string()
+            } else {
+                String::new()
+            }
+        };
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(w.id(), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64);
+        if w.is_throughput() {
+            let mut chart = builder.build_cartesian_2d(
+                -0.2..last_x + 0.2,
+                (lo.max(1e-3) * 0.7..hi * 1.5).log_scale(),
+            )?;
+            chart
+                .configure_mesh()
+                .x_labels(threads.len() * 4)
+                .x_label_formatter(&x_fmt)
+                .x_desc("threads")
+                .y_desc("Mops/s (log)")
+                .draw()?;
+            draw_lines!(chart, series);
+        } else {
+            let mut chart = builder.build_cartesian_2d(-0.2..last_x + 0.2, 0f64..100f64)?;
+            chart
+                .configure_mesh()
+                .x_labels(threads.len() * 4)
+                .x_label_formatter(&x_fmt)
+                .x_desc("threads")
+                .y_desc("live at first OOM, % of pool")
+                .draw()?;
+            draw_lines!(chart, series);
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sample(alloc: AllocKind, threads: usize, rep: usize, ops: u64) -> Sample {
+        Sample {
+            workload: Workload::Pair64,
+            alloc,
+            threads,
+            rep,
+            outcome: Outcome {
+                ops,
+                errors: 0,
+                elapsed: Duration::from_secs(1),
+                frag: None,
+            },
+        }
+    }
+
+    #[test]
+    fn medians_spreads_and_ratios() {
+        let samples = vec![
+            sample(AllocKind::BallocLocal, 1, 0, 10_000_000),
+            sample(AllocKind::BallocLocal, 1, 1, 30_000_000),
+            sample(AllocKind::BallocLocal, 1, 2, 20_000_000),
+            sample(AllocKind::System, 1, 0, 5_000_000),
+        ];
+        let cells = summarize(&samples);
+        let c = &cells[&(Workload::Pair64, AllocKind::BallocLocal, 1)];
+        assert_eq!((c.median, c.min, c.max), (20.0, 10.0, 30.0));
+        let r = Report {
+            cells: &cells,
+            workloads: &[Workload::Pair64],
+            allocs: &[AllocKind::BallocLocal, AllocKind::System],
+            threads: &[1, 2],
+        };
+        let text = r.text();
+        assert!(text.contains("20.0 [10.0–30.0] 1.00×"), "{text}");
+        assert!(text.contains("5.00 [5.00–5.00] 0.25×"), "{text}");
+        assert!(r
+            .markdown()
+            .contains("| system (glibc) | 5.00 [5.00–5.00] 0.25× | - |"));
+        assert_eq!(csv(&samples).lines().count(), 5);
+    }
+}

@@ -1,0 +1,552 @@
+//! The workloads, each a generic function over [`BenchAlloc`] run on a rayon pool whose threads
+//! all start together at a [`Barrier`].
+//!
+//! Unit of throughput, everywhere: one **op** = one allocation and the free that matches it
+//! (a `pair` round, one of the 1,000 allocations of a `batch` round, one replaced `larson` block,
+//! one block passed through the `producer-consumer` ring). Elapsed time is measured from the
+//! barrier's release to the last thread's end; only the measured loop sits between the two
+//! (per-thread setup and teardown are outside).
+//!
+//! Every block a workload gets is written to (one byte at its start), as real code would, so an
+//! allocator that hands out cold memory pays for it; and pointers pass through
+//! [`black_box`] before they are freed, so that the compiler cannot elide an alloc/free pair.
+
+use core::alloc::Layout;
+use core::hint::black_box;
+use core::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::{Backoff, CachePadded};
+use rayon::ThreadPool;
+
+use crate::alloc::{BenchAlloc, Block, LocalAlloc};
+use crate::rng::Rng;
+
+/// Alignment asked for in every request: what a typical struct of words asks for. (balloc's
+/// blocks are aligned to their size anyway; the peers see the same `Layout`.)
+pub const ALIGN: usize = 8;
+
+/// `batch`: allocations per round, then as many frees (the "1,000 allocs").
+pub const BATCH_LEN: usize = 1000;
+/// `batch`: the sizes cycled through, 64 B to 4 KiB, each power of two once, so every size class
+/// of a buddy allocator from the smallest block to a page is hit equally often.
+pub const BATCH_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
+
+/// `larson`: live blocks each thread holds. 1,000 blocks of ~500 B is ~0.5 MiB a thread: a
+/// server's working set that fits in L2/L3, so the test measures the allocator, not DRAM.
+pub const LARSON_WINDOW: usize = 1000;
+/// `larson`: block sizes, uniform in this range: the 8..1000-byte objects of the Larson & Krishnan
+/// server simulation as it is usually run (mimalloc-bench's `larson` uses 8 to 1000 bytes).
+pub const LARSON_SIZES: (usize, usize) = (8, 1000);
+/// `larson`: one replaced block in this many is freed by the next thread rather than its owner
+/// (12.5 % remote frees: "some freed by other threads").
+pub const LARSON_REMOTE_EVERY: u64 = 8;
+/// `larson`: capacity of each thread's inbox of blocks to free; when it is full the owner frees
+/// the block itself (counted as a local free).
+pub const LARSON_INBOX: usize = 1024;
+/// `larson`: a thread frees what is in its inbox every this many replacements.
+pub const LARSON_DRAIN_EVERY: u64 = 64;
+
+/// `producer-consumer`: block size, the size of a small message or task.
+pub const PC_SIZE: usize = 64;
+/// `producer-consumer`: capacity of each pair's SPSC ring: enough that a producer rarely waits,
+/// small enough that blocks in flight stay in cache.
+pub const PC_RING: usize = 256;
+
+/// `fragmentation`: pool size for the pool allocators, 64 MiB: small enough to fill in a few
+/// milliseconds, large enough for ~10,000 live blocks.
+pub const FRAG_POOL: usize = 1 << 26;
+/// `fragmentation`: sizes are drawn log-uniformly: a power `2^e`, `e` uniform in this range, then
+/// uniform in `(2^e, 2^(e+1)]`: 17 B to 64 KiB, almost never a power of two.
+pub const FRAG_EXPONENTS: (u32, u32) = (4, 15);
+/// `fragmentation`: a step allocates with probability 3/5 and frees a random live block
+/// otherwise, so the live set grows (by a fifth of a step on average) until the pool fails.
+pub const FRAG_ALLOC_IN_FIVE: usize = 3;
+
+/// Consecutive failed allocations after which a workload that must hold blocks gives up.
+const GIVE_UP: u32 = 1000;
+
+/// Ops between clock reads in the loops that run until a deadline: a clock read (~20 ns) per 32
+/// ops costs under 1 ns an op, and a thread stuck behind a preempted lock holder still notices
+/// its deadline within a few dozen ops.
+const CHUNK: u64 = 32;
+
+/// How long a run lasts.
+#[derive(Clone, Copy, Debug)]
+pub enum Budget {
+    /// Every thread does this many rounds (criterion's `iter_custom` iterations).
+    Rounds(u64),
+    /// Every thread runs until this long after the start.
+    Time(Duration),
+}
+
+impl Budget {
+    /// How many rounds to do next (up to `chunk`), given `done` so far; 0 means stop.
+    #[inline]
+    fn next(&self, start: Instant, done: u64, chunk: u64) -> u64 {
+        match *self {
+            Budget::Rounds(total) => chunk.min(total - done),
+            Budget::Time(d) => {
+                if done > 0 && start.elapsed() >= d {
+                    0
+                } else {
+                    chunk
+                }
+            }
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Ops done by all threads (see the module docs for what an op is).
+    pub ops: u64,
+    /// Allocations the allocator refused in a throughput workload (it should be 0).
+    pub errors: u64,
+    /// From the barrier's release to the last thread's end.
+    pub elapsed: Duration,
+    /// `fragmentation` only: what was live at the first out-of-memory.
+    pub frag: Option<Frag>,
+}
+
+impl Outcome {
+    /// Millions of ops a second.
+    pub fn mops(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// What was live when the pool first ran out of memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Frag {
+    /// Bytes the callers asked for, over the pool size.
+    pub requested_share: f64,
+    /// Bytes in allocated blocks, as the allocator counts them, over the pool size (`NaN` when
+    /// it cannot say).
+    pub allocated_share: f64,
+}
+
+/// What one thread reports.
+struct ThreadOut {
+    ops: u64,
+    errors: u64,
+    start: Instant,
+    end: Instant,
+    /// `fragmentation`: requested bytes live at the stop, and (thread 0 only) the allocator's count.
+    live: usize,
+    allocated: Option<usize>,
+}
+
+impl ThreadOut {
+    fn new(start: Instant) -> Self {
+        Self {
+            ops: 0,
+            errors: 0,
+            start,
+            end: start,
+            live: 0,
+            allocated: None,
+        }
+    }
+}
+
+/// Runs `body(thread_index, barrier)` once on every thread of `pool`, concurrently.
+fn on_threads<F>(pool: &ThreadPool, body: F) -> (Outcome, Vec<ThreadOut>)
+where
+    F: Fn(usize, &Barrier) -> ThreadOut + Sync,
+{
+    let barrier = Barrier::new(pool.current_num_threads());
+    let outs = pool.broadcast(|ctx| body(ctx.index(), &barrier));
+    let start = outs
+        .iter()
+        .map(|o| o.start)
+        .min()
+        .expect("at least one thread");
+    let end = outs
+        .iter()
+        .map(|o| o.end)
+        .max()
+        .expect("at least one thread");
+    let outcome = Outcome {
+        ops: outs.iter().map(|o| o.ops).sum(),
+        errors: outs.iter().map(|o| o.errors).sum(),
+        elapsed: end - start,
+        frag: None,
+    };
+    (outcome, outs)
+}
+
+/// Writes to the first byte of a fresh block, as its user would.
+#[inline(always)]
+fn touch<A: BenchAlloc>(p: NonNull<u8>, value: u8) {
+    if A::REAL {
+        // SAFETY: `p` is a live block of at least one byte (REAL allocators only).
+        unsafe { p.as_ptr().write(value) };
+    }
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, ALIGN).expect("valid layout")
+}
+
+/// `pair`: alloc + free of one size in a loop, on every thread.
+pub fn pair<A: BenchAlloc>(a: &A, pool: &ThreadPool, size: usize, budget: Budget) -> Outcome {
+    let layout = layout(size);
+    on_threads(pool, |_, barrier| {
+        let mut local = a.local();
+        barrier.wait();
+        let mut out = ThreadOut::new(Instant::now());
+        loop {
+            let n = budget.next(out.start, out.ops, CHUNK);
+            if n == 0 {
+                break;
+            }
+            for _ in 0..n {
+                match local.alloc(layout) {
+                    Some(p) => {
+                        touch::<A>(p, 1);
+                        // SAFETY: `p` was just allocated with `layout` by `local`.
+                        unsafe { local.dealloc(black_box(p), layout) };
+                    }
+                    None => out.errors += 1,
+                }
+            }
+            out.ops += n;
+        }
+        out.end = Instant::now();
+        out
+    })
+    .0
+}
+
+/// `batch`: per round, [`BATCH_LEN`] allocations cycling through [`BATCH_SIZES`], then their
+/// frees in allocation order.
+pub fn batch<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget) -> Outcome {
+    on_threads(pool, |_, barrier| {
+        let mut local = a.local();
+        let mut live: Vec<Block> = Vec::with_capacity(BATCH_LEN);
+        let mut rounds = 0;
+        barrier.wait();
+        let mut out = ThreadOut::new(Instant::now());
+        while budget.next(out.start, rounds, 1) == 1 {
+            for i in 0..BATCH_LEN {
+                // Under a deadline, a round can end early (its blocks are still all freed) so
+                // that a convoy behind a preempted lock holder cannot stretch a run by seconds.
+                if matches!(budget, Budget::Time(_))
+                    && i % CHUNK as usize == CHUNK as usize - 1
+                    && budget.next(out.start, 1, 1) == 0
+                {
+                    break;
+                }
+                let layout = layout(BATCH_SIZES[i % BATCH_SIZES.len()]);
+                match local.alloc(layout) {
+                    Some(ptr) => {
+                        touch::<A>(ptr, i as u8);
+                        live.push(Block { ptr, layout });
+                    }
+                    None => out.errors += 1,
+                }
+            }
+            out.ops += live.len() as u64;
+            for b in live.drain(..) {
+                // SAFETY: `b` was allocated with `b.layout` by `local` in this round.
+                unsafe { local.dealloc(black_box(b.ptr), b.layout) };
+            }
+            rounds += 1;
+        }
+        out.end = Instant::now();
+        out
+    })
+    .0
+}
+
+/// `larson`: each thread holds [`LARSON_WINDOW`] live blocks of random sizes and replaces a
+/// random one per op; one replaced block in [`LARSON_REMOTE_EVERY`] is passed to the next thread,
+/// which frees it.
+pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64) -> Outcome {
+    let threads = pool.current_num_threads();
+    let inboxes: Vec<CachePadded<ArrayQueue<Block>>> = (0..threads)
+        .map(|_| CachePadded::new(ArrayQueue::new(LARSON_INBOX)))
+        .collect();
+    let inboxes = &inboxes;
+    on_threads(pool, |t, barrier| {
+        let mut local = a.local();
+        let mut rng = Rng::new(seed, t as u64);
+        let mut errors = 0;
+        let mut window: Vec<Block> = (0..LARSON_WINDOW)
+            .map(|_| larson_block::<A>(&mut local, &mut rng, &mut errors))
+            .collect();
+        let next = &inboxes[(t + 1) % threads];
+        let mine = &inboxes[t];
+        barrier.wait();
+        let start = Instant::now();
+        let mut ops = 0;
+        loop {
+            let n = budget.next(start, ops, CHUNK);
+            if n == 0 {
+                break;
+            }
+            for i in ops..ops + n {
+                let slot = rng.below(LARSON_WINDOW);
+                let old = window[slot];
+                let remote = threads > 1 && i % LARSON_REMOTE_EVERY == 0;
+                if !remote || next.push(old).is_err() {
+                    // SAFETY: `old` was live in this thread's window, allocated with its layout.
+                    unsafe { local.dealloc(black_box(old.ptr), old.layout) };
+                }
+                window[slot] = larson_block::<A>(&mut local, &mut rng, &mut errors);
+                if i % LARSON_DRAIN_EVERY == 0 {
+                    while let Some(b) = mine.pop() {
+                        // SAFETY: blocks in the inbox are live and owned by the inbox now.
+                        unsafe { local.dealloc(black_box(b.ptr), b.layout) };
+                    }
+                }
+            }
+            ops += n;
+        }
+        let end = Instant::now();
+        // Nobody pushes once everyone is past this barrier.
+        barrier.wait();
+        for b in window.drain(..).chain(std::iter::from_fn(|| mine.pop())) {
+            // SAFETY: as above: every block here is live and owned by this thread now.
+            unsafe { local.dealloc(b.ptr, b.layout) };
+        }
+        ThreadOut {
+            ops,
+            errors,
+            start,
+            end,
+            live: 0,
+            allocated: None,
+        }
+    })
+    .0
+}
+
+/// A block of a random `larson` size; failures are counted in `errors` and retried.
+///
+/// # Panics
+/// When the allocator fails [`GIVE_UP`] times in a row: it is not going to recover.
+fn larson_block<A: BenchAlloc>(local: &mut A::Local<'_>, rng: &mut Rng, errors: &mut u64) -> Block {
+    for _ in 0..GIVE_UP {
+        let layout = layout(rng.between(LARSON_SIZES.0, LARSON_SIZES.1));
+        if let Some(ptr) = local.alloc(layout) {
+            touch::<A>(ptr, layout.size() as u8);
+            return Block { ptr, layout };
+        }
+        *errors += 1;
+    }
+    panic!("the allocator failed {GIVE_UP} allocations in a row");
+}
+
+/// `producer-consumer`: threads in pairs; the even thread allocates [`PC_SIZE`]-byte blocks,
+/// writes a sequence number in each and pushes it into the pair's SPSC ring; the odd thread pops,
+/// checks the number and frees the block. One thread alone does both, one item at a time
+/// (no cross-thread free). An odd thread count leaves the last thread idle.
+pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget) -> Outcome {
+    let threads = pool.current_num_threads();
+    let pairs = (threads / 2).max(1);
+    let rings: Vec<CachePadded<(ArrayQueue<Block>, AtomicBool)>> = (0..pairs)
+        .map(|_| CachePadded::new((ArrayQueue::new(PC_RING), AtomicBool::new(false))))
+        .collect();
+    let rings = &rings;
+    let layout = layout(PC_SIZE);
+    on_threads(pool, |t, barrier| {
+        let mut local = a.local();
+        let solo = threads == 1;
+        let idle = t / 2 >= pairs;
+        let (ring, done) = &**rings.get(t / 2).unwrap_or(&rings[0]);
+        barrier.wait();
+        let mut out = ThreadOut::new(Instant::now());
+        if idle {
+        } else if solo || t % 2 == 0 {
+            // Producer (and, alone, consumer too).
+            let (mut seq, mut attempts) = (0u64, 0u64);
+            loop {
+                let n = budget.next(out.start, attempts, CHUNK);
+                if n == 0 {
+                    break;
+                }
+                attempts += n;
+                for _ in 0..n {
+                    let Some(ptr) = local.alloc(layout) else {
+                        out.errors += 1;
+                        continue;
+                    };
+                    if A::REAL {
+                        // SAFETY: a fresh block of PC_SIZE >= 8 bytes, aligned to 8.
+                        unsafe { ptr.cast::<u64>().as_ptr().write(seq) };
+                    }
+                    let mut item = Block { ptr, layout };
+                    let backoff = Backoff::new();
+                    while let Err(back) = ring.push(item) {
+                        item = back;
+                        backoff.snooze();
+                    }
+                    if solo {
+                        let b = ring.pop().expect("just pushed");
+                        // SAFETY: `b` is the block just pushed, live, allocated with its layout.
+                        unsafe { local.dealloc(black_box(b.ptr), b.layout) };
+                        out.ops += 1;
+                    }
+                    seq += 1;
+                }
+            }
+            done.store(true, Ordering::Release);
+        } else {
+            // Consumer.
+            let backoff = Backoff::new();
+            let mut expect: u64 = 0;
+            loop {
+                if let Some(b) = ring.pop() {
+                    if A::REAL {
+                        // SAFETY: the producer wrote the u64 before pushing; the ring's push and
+                        // pop order that write before this read.
+                        let got = unsafe { b.ptr.cast::<u64>().as_ptr().read() };
+                        assert_eq!(got, expect, "a block's contents changed in flight");
+                    }
+                    expect += 1;
+                    // SAFETY: the block is live, allocated with its layout, and ours now.
+                    unsafe { local.dealloc(black_box(b.ptr), b.layout) };
+                    out.ops += 1;
+                    backoff.reset();
+                } else if done.load(Ordering::Acquire) && ring.is_empty() {
+                    break;
+                } else {
+                    backoff.snooze();
+                }
+            }
+        }
+        out.end = Instant::now();
+        // A producer alone at the end of a run has freed nothing yet: account nothing to it.
+        if !solo && t % 2 == 0 {
+            out.end = out.start;
+        }
+        out
+    })
+    .0
+}
+
+/// `fragmentation`: random sizes and lifetimes until the first out-of-memory; reports what was
+/// live then as a share of `pool_size`. Ops are the allocations made until then.
+pub fn fragmentation<A: BenchAlloc>(
+    a: &A,
+    pool: &ThreadPool,
+    pool_size: usize,
+    seed: u64,
+) -> Outcome {
+    let stop = AtomicBool::new(false);
+    let (mut outcome, outs) = on_threads(pool, |t, barrier| {
+        let mut local = a.local();
+        let mut rng = Rng::new(seed, t as u64);
+        let mut live: Vec<Block> = Vec::new();
+        let mut live_bytes = 0usize;
+        barrier.wait();
+        let mut out = ThreadOut::new(Instant::now());
+        while !stop.load(Ordering::Relaxed) {
+            if live.is_empty() || rng.below(5) < FRAG_ALLOC_IN_FIVE {
+                let e = rng.between(FRAG_EXPONENTS.0 as usize, FRAG_EXPONENTS.1 as usize);
+                let size = rng.between((1 << e) + 1, 1 << (e + 1));
+                let layout = layout(size);
+                match local.alloc(layout) {
+                    Some(ptr) => {
+                        touch::<A>(ptr, 0);
+                        live.push(Block { ptr, layout });
+                        live_bytes += size;
+                        out.ops += 1;
+                    }
+                    None => stop.store(true, Ordering::Relaxed),
+                }
+            } else {
+                let b = live.swap_remove(rng.below(live.len()));
+                live_bytes -= b.layout.size();
+                // SAFETY: `b` was live in this thread's set, allocated with its layout.
+                unsafe { local.dealloc(b.ptr, b.layout) };
+            }
+        }
+        out.end = Instant::now();
+        out.live = live_bytes;
+        barrier.wait();
+        if t == 0 {
+            out.allocated = a.allocated_bytes();
+        }
+        barrier.wait();
+        for b in live {
+            // SAFETY: as above.
+            unsafe { local.dealloc(b.ptr, b.layout) };
+        }
+        out
+    });
+    let requested: usize = outs.iter().map(|o| o.live).sum();
+    let allocated = outs.iter().find_map(|o| o.allocated);
+    outcome.frag = Some(Frag {
+        requested_share: requested as f64 / pool_size as f64,
+        allocated_share: allocated.map_or(f64::NAN, |b| b as f64 / pool_size as f64),
+    });
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::{Global, LockedBuddyHeap, MutexBuddy, RingOnly};
+
+    fn pool(n: usize) -> ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn round_budgets_do_exact_op_counts() {
+        let a = MutexBuddy::new(1 << 24);
+        for n in [1, 2, 3] {
+            let p = pool(n);
+            let n = n as u64;
+            assert_eq!(pair(&a, &p, 64, Budget::Rounds(1000)).ops, 1000 * n);
+            assert_eq!(batch(&a, &p, Budget::Rounds(2)).ops, 2000 * n);
+            assert_eq!(larson(&a, &p, Budget::Rounds(500), 1).ops, 500 * n);
+            let pairs = (n / 2).max(1);
+            assert_eq!(
+                producer_consumer(&a, &p, Budget::Rounds(300)).ops,
+                300 * pairs
+            );
+            assert!(
+                a.0.lock().unwrap().stats().is_coalesced(),
+                "a workload leaked"
+            );
+        }
+    }
+
+    #[test]
+    fn time_budgets_stop() {
+        let p = pool(2);
+        let d = Budget::Time(Duration::from_millis(20));
+        let o = larson(&Global(std::alloc::System), &p, d, 3);
+        assert!(o.ops > 0 && o.errors == 0);
+        assert!(o.elapsed >= Duration::from_millis(20) && o.elapsed < Duration::from_secs(5));
+        assert!(producer_consumer(&RingOnly, &p, d).ops > 0);
+    }
+
+    #[test]
+    fn fragmentation_fills_the_pool_and_leaves_it_empty() {
+        let a = LockedBuddyHeap::new(1 << 22);
+        let o = fragmentation(&a, &pool(2), 1 << 22, 5);
+        let f = o.frag.unwrap();
+        assert!(f.requested_share > 0.2 && f.requested_share <= 1.0, "{f:?}");
+        assert!(f.allocated_share >= f.requested_share && f.allocated_share <= 1.0);
+        assert_eq!(a.allocated_bytes(), Some(0));
+    }
+
+    #[test]
+    fn failed_allocations_are_counted() {
+        let a = MutexBuddy::new(1 << 20);
+        let o = pair(&a, &pool(1), 1 << 21, Budget::Rounds(10));
+        assert_eq!(o.errors, 10);
+    }
+}
