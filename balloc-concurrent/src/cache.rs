@@ -14,14 +14,16 @@ use core::cell::Cell;
 use core::ptr::NonNull;
 use std::alloc::{GlobalAlloc, Layout, System};
 
-use balloc_core::order::SMALLEST_K;
 use balloc_core::FreeError;
 
-use crate::config::MAX_CACHED_K;
 use crate::primitive::{AtomicUsize, Ordering};
 use crate::shared::{Core, PoolShared};
+use crate::tags::TagKey;
 
-const STACKS: usize = (MAX_CACHED_K - SMALLEST_K + 1) as usize;
+/// One stack per possible order value, indexed by `k & 63` (no bounds check on the fast path;
+/// orders that are not cached have capacity 0, and `btok`'s 64 for impossible sizes maps to
+/// the empty stack 0).
+const STACKS: usize = 64;
 
 /// How many times an allocation that found nothing retries after asking other caches to flush.
 const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
@@ -35,8 +37,46 @@ struct Stack {
     slots: *mut usize,
 }
 
+impl Stack {
+    /// A stack with no room: pops and pushes always miss.
+    #[cfg(not(balloc_loom))]
+    const NONE: Stack = Stack {
+        len: AtomicUsize::new(0),
+        cap: 0,
+        batch: 0,
+        slots: core::ptr::null_mut(),
+    };
+}
+
+/// The cache that holds and serves nothing (all capacities 0), for a `LocalCache` that could
+/// not get memory for a real one: its fast paths then always miss, with no null test.
+#[cfg(not(balloc_loom))]
+struct EmptyCache(Cache);
+
+// SAFETY: the empty cache is never written: every pop sees len 0 and every push sees cap 0
+// before touching anything, and it is never registered (its Cells stay as they are).
+#[cfg(not(balloc_loom))]
+unsafe impl Sync for EmptyCache {}
+
+#[cfg(not(balloc_loom))]
+static EMPTY: EmptyCache = EmptyCache(Cache {
+    base: NonNull::dangling(),
+    tags: TagKey::NONE,
+    shared: NonNull::dangling(),
+    pool_id: u64::MAX,
+    stacks: [const { Stack::NONE }; STACKS],
+    slots: core::ptr::null_mut(),
+    total_slots: 0,
+    seen_pressure: Cell::new(0),
+    next: Cell::new(core::ptr::null_mut()),
+    prev: Cell::new(core::ptr::null_mut()),
+});
+
 /// One thread's cache for one pool.
 pub(crate) struct Cache {
+    /// The pool's base, copied so a hit never reaches the shared state.
+    pub(crate) base: NonNull<u8>,
+    tags: TagKey,
     shared: NonNull<PoolShared>,
     pub(crate) pool_id: u64,
     stacks: [Stack; STACKS],
@@ -51,6 +91,33 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
+    /// The shared cache that holds and serves nothing (see `EMPTY`). Its fast paths always
+    /// miss; callers must send its slow paths to the pool instead (see [`Self::is_empty_cache`]).
+    pub(crate) fn empty() -> NonNull<Cache> {
+        #[cfg(not(balloc_loom))]
+        {
+            NonNull::from(&EMPTY.0)
+        }
+        #[cfg(balloc_loom)]
+        {
+            panic!("balloc: no memory for a thread cache (loom models never run out)")
+        }
+    }
+
+    /// Whether `c` is [`Self::empty`].
+    #[inline]
+    pub(crate) fn is_empty_cache(c: NonNull<Cache>) -> bool {
+        #[cfg(not(balloc_loom))]
+        {
+            core::ptr::eq(c.as_ptr(), &EMPTY.0)
+        }
+        #[cfg(balloc_loom)]
+        {
+            let _ = c;
+            false
+        }
+    }
+
     /// A new, empty, registered cache for the pool, in memory from the system allocator.
     /// Returns null when the system allocator fails (callers then use the shared path).
     ///
@@ -72,19 +139,20 @@ impl Cache {
             p.cast::<usize>()
         };
         let mut at = 0usize;
-        let stacks = core::array::from_fn(|i| {
-            let k = i + SMALLEST_K as usize;
-            let cap = config.capacity[k] as usize;
+        let stacks = core::array::from_fn(|k| {
+            let cap = config.capacity.get(k).copied().unwrap_or(0) as usize;
             let start = at;
             at += cap;
             Stack {
                 len: AtomicUsize::new(0),
                 cap,
-                batch: config.batch[k] as usize,
+                batch: config.batch.get(k).copied().unwrap_or(0) as usize,
                 slots: slots.wrapping_add(start),
             }
         });
         let cache = Cache {
+            base: pool.core().base,
+            tags: pool.core().tags.key(),
             shared,
             pool_id: pool.id,
             stacks,
@@ -158,15 +226,23 @@ impl Cache {
         unsafe { self.shared.as_ref() }.core()
     }
 
-    #[inline]
-    fn stack(&self, k: u32) -> Option<&Stack> {
-        self.stacks.get(k.wrapping_sub(SMALLEST_K) as usize)
+    #[inline(always)]
+    fn stack(&self, k: u32) -> &Stack {
+        &self.stacks[(k & 63) as usize]
     }
 
     /// Fast path: a cached block of order `k`, untagged, ready for a caller.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop(&self, k: u32) -> Option<usize> {
-        let s = self.stack(k)?;
+        self.pop_ptr(k)
+            .map(|p| p.as_ptr().addr() - self.base.as_ptr().addr())
+    }
+
+    /// Fast path: as [`Self::pop`], as a pointer (computed once, then used for the tag store,
+    /// so the compiler need not reload the base after the store).
+    #[inline(always)]
+    pub(crate) fn pop_ptr(&self, k: u32) -> Option<NonNull<u8>> {
+        let s = self.stack(k);
         let len = s.len.load(Ordering::Relaxed);
         if len == 0 {
             return None;
@@ -174,18 +250,20 @@ impl Cache {
         // SAFETY: len <= cap, so slot len - 1 is initialised and ours.
         let off = unsafe { *s.slots.add(len - 1) };
         s.len.store(len - 1, Ordering::Relaxed);
+        // SAFETY: off < pool size, so base + off is inside the region (non-null).
+        let p = unsafe { NonNull::new_unchecked(self.base.as_ptr().wrapping_add(off)) };
         // SAFETY: the block was cached, so it is ours and inside the region.
-        unsafe { self.core().tags.clear(self.core().base, off) };
-        Some(off)
+        unsafe { self.tags.clear_at(p, off) };
+        Some(p)
     }
 
     /// Fast path: caches the block at `off` of order `k`, whose tag the caller has set.
     /// Returns false when the stack is full (or the order is not cached).
-    #[inline]
+    #[inline(always)]
     fn push(&self, k: u32, off: usize) -> bool {
-        let Some(s) = self.stack(k) else { return false };
+        let s = self.stack(k);
         let len = s.len.load(Ordering::Relaxed);
-        if len == s.cap {
+        if len >= s.cap {
             return false;
         }
         // SAFETY: len < cap, inside this stack's slots.
@@ -235,7 +313,7 @@ impl Cache {
     }
 
     fn refill_and_pop(&self, k: u32) -> Option<usize> {
-        let s = self.stack(k)?;
+        let s = self.stack(k);
         if s.cap == 0 {
             return None;
         }
@@ -253,17 +331,39 @@ impl Cache {
 
     /// Frees a block of order `k` at `off` that the caller is known to hold (trusted path):
     /// tag it and cache it, flushing a batch when the stack is full.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn dealloc(&self, off: usize, k: u32) {
-        let core = self.core();
-        if core.config.caches(k) {
+        if !self.try_dealloc(off, k) {
+            self.dealloc_slow(off, k);
+        }
+    }
+
+    /// Fast path of `dealloc`: caches the block if its stack has room. False on a miss.
+    #[inline(always)]
+    pub(crate) fn try_dealloc(&self, off: usize, k: u32) -> bool {
+        let s = self.stack(k);
+        let len = s.len.load(Ordering::Relaxed);
+        if len >= s.cap {
+            return false;
+        }
+        // SAFETY: the caller holds the block, so it is ours to tag.
+        unsafe { self.tags.set(self.base, off) };
+        // SAFETY: len < cap, inside this stack's slots.
+        unsafe { *s.slots.add(len) = off };
+        s.len.store(len + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Out-of-line slow path for `dealloc`: a full stack, or an order that is not cached.
+    #[cold]
+    #[inline(never)]
+    fn dealloc_slow(&self, off: usize, k: u32) {
+        if self.stack(k).cap > 0 {
             // SAFETY: the caller holds the block, so it is ours to tag.
-            unsafe { core.tags.set(core.base, off) };
-            if !self.push(k, off) {
-                self.push_slow(k, off);
-            }
+            unsafe { self.tags.set(self.base, off) };
+            self.push_slow(k, off);
         } else {
-            let freed = core.free_shared(off, k);
+            let freed = self.core().free_shared(off, k);
             debug_assert!(freed.is_ok(), "trusted dealloc of a block that is not live");
         }
     }
@@ -289,16 +389,14 @@ impl Cache {
     #[inline(never)]
     fn push_slow(&self, k: u32, off: usize) {
         self.check_pressure();
-        match self.stack(k) {
-            Some(s) if s.cap > 0 => {
-                self.flush_oldest(s, k, s.batch);
-                let pushed = self.push(k, off);
-                debug_assert!(pushed, "a flushed stack has room");
-            }
-            _ => {
-                let r = self.core().free_shared(off, k);
-                debug_assert!(r.is_ok(), "cached-order block not live");
-            }
+        let s = self.stack(k);
+        if s.cap > 0 {
+            self.flush_oldest(s, k, s.batch);
+            let pushed = self.push(k, off);
+            debug_assert!(pushed, "a flushed stack has room");
+        } else {
+            let r = self.core().free_shared(off, k);
+            debug_assert!(r.is_ok(), "cached-order block not live");
         }
     }
 
@@ -322,7 +420,7 @@ impl Cache {
     pub(crate) fn flush_all(&self) {
         for (i, s) in self.stacks.iter().enumerate() {
             if s.len.load(Ordering::Relaxed) > 0 {
-                self.flush_oldest(s, i as u32 + SMALLEST_K, usize::MAX);
+                self.flush_oldest(s, i as u32, usize::MAX);
             }
         }
     }
@@ -344,7 +442,7 @@ impl Cache {
         self.stacks
             .iter()
             .enumerate()
-            .map(|(i, s)| s.len.load(Ordering::Relaxed) << (i as u32 + SMALLEST_K))
+            .map(|(k, s)| s.len.load(Ordering::Relaxed) << k)
             .sum()
     }
 

@@ -4,7 +4,7 @@ use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use balloc_core::order::layout_order;
+use balloc_core::order::{fast_layout_order, layout_order};
 use balloc_core::{btok, AllocError, FreeError};
 
 use crate::cache::Cache;
@@ -33,9 +33,9 @@ use crate::pool::ConcurrentPool;
 /// ```
 pub struct LocalCache<'a> {
     pool: &'a ConcurrentPool,
-    /// Null when the system allocator could not provide a cache: then every call goes to the
-    /// shared bitmaps.
-    cache: *mut Cache,
+    /// `Cache::empty()` when the system allocator could not provide a cache: its fast paths
+    /// always miss and the slow paths go to the shared bitmaps.
+    cache: NonNull<Cache>,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -50,7 +50,8 @@ impl core::fmt::Debug for LocalCache<'_> {
 impl<'a> LocalCache<'a> {
     pub(crate) fn new(pool: &'a ConcurrentPool) -> Self {
         // SAFETY: `pool` holds a strong reference for as long as the handle borrows it.
-        let cache = unsafe { Cache::create(pool.shared()) };
+        let cache =
+            NonNull::new(unsafe { Cache::create(pool.shared()) }).unwrap_or_else(Cache::empty);
         Self {
             pool,
             cache,
@@ -63,10 +64,22 @@ impl<'a> LocalCache<'a> {
         self.pool
     }
 
+    /// The cache for fast paths (possibly the empty one, which always misses).
+    #[inline(always)]
+    fn fast(&self) -> &Cache {
+        // SAFETY: the cache lives until `drop` (or is the static empty one), and the handle is
+        // !Send and !Sync, so nothing else uses it meanwhile.
+        unsafe { self.cache.as_ref() }
+    }
+
+    /// The cache for slow paths: `None` for the empty cache (use the shared bitmaps).
     #[inline]
     fn cache(&self) -> Option<&Cache> {
-        // SAFETY: non-null caches live until `drop`, and the handle is !Send and !Sync.
-        unsafe { self.cache.as_ref() }
+        if Cache::is_empty_cache(self.cache) {
+            None
+        } else {
+            Some(self.fast())
+        }
     }
 
     /// Allocates a block of order `btok(size)`.
@@ -75,13 +88,11 @@ impl<'a> LocalCache<'a> {
     /// As [`ConcurrentPool::alloc`].
     #[inline]
     pub fn alloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
-        let k = btok(size);
-        if size != 0 {
-            if let Some(off) = self.cache().and_then(|c| c.pop(k)) {
-                return Ok(self.pool.core().ptr_at(off));
-            }
+        // Size 0 maps to order 64, whose stack is always empty: no separate test.
+        if let Some(p) = self.fast().pop_ptr(fast_layout_order(size, 1)) {
+            return Ok(p);
         }
-        self.alloc_slow(size, k)
+        self.alloc_slow(size, btok(size))
     }
 
     /// Out-of-line slow path for `alloc`: checks, refill, shared bitmaps.
@@ -103,12 +114,20 @@ impl<'a> LocalCache<'a> {
     /// As [`ConcurrentPool::alloc_layout`].
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        let k = layout_order(layout.size(), layout.align());
-        if layout.size() != 0 {
-            if let Some(off) = self.cache().and_then(|c| c.pop(k)) {
-                return Ok(self.pool.core().ptr_at(off));
-            }
+        // Size 0 maps to order 64, whose stack is always empty: no separate test.
+        if let Some(p) = self
+            .fast()
+            .pop_ptr(fast_layout_order(layout.size(), layout.align()))
+        {
+            return Ok(p);
         }
+        self.alloc_layout_slow(layout)
+    }
+
+    /// Out-of-line slow path for `alloc_layout`.
+    #[cold]
+    #[inline(never)]
+    fn alloc_layout_slow(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         self.alloc_order(self.pool.layout_order(layout)?)
     }
 
@@ -142,8 +161,19 @@ impl<'a> LocalCache<'a> {
     ///   layout of the same order, and is not freed twice.
     #[inline]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
-        let core = self.pool.core();
         let k = layout_order(layout.size(), layout.align());
+        let c = self.fast();
+        let off = ptr.as_ptr().addr().wrapping_sub(c.base.as_ptr().addr());
+        if !c.try_dealloc(off, k) {
+            self.dealloc_slow(ptr, k);
+        }
+    }
+
+    /// Out-of-line slow path for `dealloc`: a full stack, an uncached order, or no cache.
+    #[cold]
+    #[inline(never)]
+    fn dealloc_slow(&self, ptr: NonNull<u8>, k: u32) {
+        let core = self.pool.core();
         let off = ptr.as_ptr().addr().wrapping_sub(core.base.as_ptr().addr());
         debug_assert_eq!(
             core.find_live(ptr),
@@ -169,10 +199,10 @@ impl<'a> LocalCache<'a> {
 
 impl Drop for LocalCache<'_> {
     fn drop(&mut self) {
-        if !self.cache.is_null() {
+        if !Cache::is_empty_cache(self.cache) {
             // SAFETY: the cache came from `Cache::create`, is used by nobody else, and the
             // borrowed pool holds a strong reference.
-            unsafe { Cache::destroy(self.cache) };
+            unsafe { Cache::destroy(self.cache.as_ptr()) };
         }
     }
 }

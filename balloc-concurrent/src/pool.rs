@@ -3,7 +3,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use balloc_core::order::layout_order;
+use balloc_core::order::{fast_layout_order, layout_order};
 use balloc_core::{btok, AllocError, FreeError, InitError, Stats};
 
 use crate::builder::PoolBuilder;
@@ -41,6 +41,8 @@ const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
 /// ```
 pub struct ConcurrentPool {
     shared: NonNull<PoolShared>,
+    /// Copied from the shared state: the thread-cache lookup key.
+    id: u64,
     kval: u32,
 }
 
@@ -76,7 +78,9 @@ impl ConcurrentPool {
     /// # Safety
     /// - `shared` holds one strong and one weak reference that the pool takes over.
     pub(crate) unsafe fn from_shared(shared: NonNull<PoolShared>, kval: u32) -> Self {
-        Self { shared, kval }
+        // SAFETY: the caller hands over a live shared state.
+        let id = unsafe { shared.as_ref() }.id;
+        Self { shared, id, kval }
     }
 
     #[inline]
@@ -92,8 +96,7 @@ impl ConcurrentPool {
 
     #[inline]
     pub(crate) fn id(&self) -> u64 {
-        // SAFETY: the pool holds a strong reference.
-        unsafe { self.shared.as_ref() }.id
+        self.id
     }
 
     /// Order of the whole pool.
@@ -121,6 +124,25 @@ impl ConcurrentPool {
     /// after this thread's cache was flushed and other caches were asked to flush.
     #[inline]
     pub fn alloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        if let Some(p) = self.pop_fast(fast_layout_order(size, 1)) {
+            return Ok(p);
+        }
+        self.alloc_slow(size)
+    }
+
+    /// Fast path: a block of order `k` from this thread's cache in slot 0. Size 0 maps to
+    /// order 64, whose stack is always empty.
+    #[inline(always)]
+    pub(crate) fn pop_fast(&self, k: u32) -> Option<NonNull<u8>> {
+        let c = thread_cache::current(self.id)?;
+        // SAFETY: the cache is this thread's, valid for this call (no re-entry below).
+        unsafe { c.as_ref() }.pop_ptr(k)
+    }
+
+    /// Out-of-line slow path for `alloc`: checks, then the cache's refill or the bitmaps.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
         if size == 0 {
             return Err(AllocError::ZeroSize);
         }
@@ -137,6 +159,16 @@ impl ConcurrentPool {
     /// As [`alloc`](Self::alloc), plus [`AllocError::AlignmentTooLarge`].
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        if let Some(p) = self.pop_fast(fast_layout_order(layout.size(), layout.align())) {
+            return Ok(p);
+        }
+        self.alloc_layout_slow(layout)
+    }
+
+    /// Out-of-line slow path for `alloc_layout`.
+    #[cold]
+    #[inline(never)]
+    fn alloc_layout_slow(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         self.alloc_order(self.layout_order(layout)?)
     }
 
@@ -161,10 +193,20 @@ impl ConcurrentPool {
     #[inline]
     fn alloc_order(&self, k: u32) -> Result<NonNull<u8>, AllocError> {
         // SAFETY: `self` holds a strong reference for the call.
-        let off = unsafe { thread_cache::with(self.shared, self.id(), |c| c.alloc(k)) }
-            .unwrap_or_else(|| self.alloc_uncached(k));
-        match off {
-            Some(off) => Ok(self.core().ptr_at(off)),
+        let r = unsafe {
+            thread_cache::with(self.shared, self.id, |c| {
+                c.alloc(k).map(|off| (c.base, off))
+            })
+        };
+        let r = match r {
+            Some(r) => r,
+            None => self.alloc_uncached(k).map(|off| (self.core().base, off)),
+        };
+        match r {
+            // SAFETY: `off` is a block offset inside the region, so base + off is non-null.
+            Some((base, off)) => {
+                Ok(unsafe { NonNull::new_unchecked(base.as_ptr().wrapping_add(off)) })
+            }
             None => Err(AllocError::OutOfMemory { order: k }),
         }
     }
@@ -211,15 +253,34 @@ impl ConcurrentPool {
     #[inline]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
         let k = layout_order(layout.size(), layout.align());
-        let off = ptr.as_ptr().addr() - self.core().base.as_ptr().addr();
+        if let Some(c) = thread_cache::current(self.id) {
+            // SAFETY: the cache is this thread's, valid for this call (no re-entry below).
+            let c = unsafe { c.as_ref() };
+            if c.try_dealloc(ptr.as_ptr().addr().wrapping_sub(c.base.as_ptr().addr()), k) {
+                return;
+            }
+        }
+        self.dealloc_slow(ptr, k);
+    }
+
+    /// Out-of-line slow path for `dealloc`: a full stack, an uncached order, or no cache.
+    #[cold]
+    #[inline(never)]
+    fn dealloc_slow(&self, ptr: NonNull<u8>, k: u32) {
         debug_assert_eq!(
-            self.core().find_live(ptr),
-            Ok((off, k)),
-            "dealloc of a block not allocated with this layout"
+            self.core().find_live(ptr).map(|(_, k)| k),
+            Ok(k),
+            "dealloc with the wrong layout or pointer"
         );
+        let addr = ptr.as_ptr().addr();
         // SAFETY: `self` holds a strong reference for the call.
-        let cached = unsafe { thread_cache::with(self.shared, self.id(), |c| c.dealloc(off, k)) };
+        let cached = unsafe {
+            thread_cache::with(self.shared, self.id, |c| {
+                c.dealloc(addr.wrapping_sub(c.base.as_ptr().addr()), k)
+            })
+        };
         if cached.is_none() {
+            let off = addr.wrapping_sub(self.core().base.as_ptr().addr());
             let r = self.core().free_validated_shared(off, k);
             debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
         }

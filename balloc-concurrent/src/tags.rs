@@ -123,3 +123,79 @@ impl Tags {
         }
     }
 }
+
+/// A copy of what the fast paths need to set and clear tags, kept inside each cache so a cache
+/// hit never reaches into the shared state. (Under loom: a pointer to the side table.)
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TagKey {
+    #[cfg(not(balloc_loom))]
+    secret: usize,
+    #[cfg(balloc_loom)]
+    tags: *const Tags,
+}
+
+impl TagKey {
+    /// A key for the empty cache, which never tags anything.
+    #[cfg(not(balloc_loom))]
+    pub(crate) const NONE: TagKey = TagKey { secret: 0 };
+}
+
+impl Tags {
+    /// The fast-path handle. Under loom it points at `self`, which must outlive its use.
+    pub(crate) fn key(&self) -> TagKey {
+        #[cfg(not(balloc_loom))]
+        {
+            TagKey {
+                secret: self.secret,
+            }
+        }
+        #[cfg(balloc_loom)]
+        {
+            TagKey { tags: self }
+        }
+    }
+}
+
+impl TagKey {
+    /// As [`Tags::set`].
+    ///
+    /// # Safety
+    /// - as for [`Tags::set`], and the pool that made the key is alive.
+    #[inline(always)]
+    pub(crate) unsafe fn set(self, base: NonNull<u8>, off: usize) {
+        #[cfg(not(balloc_loom))]
+        {
+            let p = base.as_ptr().wrapping_add(off).cast::<usize>();
+            // SAFETY: as in `Tags::word`: 64-aligned block memory the caller owns.
+            unsafe { AtomicUsize::from_ptr(p) }.store((self.secret ^ off) | 1, Ordering::Relaxed);
+        }
+        #[cfg(balloc_loom)]
+        // SAFETY: forwarded; the pool (and so its Tags) is alive.
+        unsafe {
+            (*self.tags).set(base, off)
+        }
+    }
+
+    /// As [`Tags::clear`], for the block at `block` (= base + `off`).
+    ///
+    /// # Safety
+    /// - as for [`Tags::clear`], and the pool that made the key is alive.
+    #[inline(always)]
+    pub(crate) unsafe fn clear_at(self, block: NonNull<u8>, off: usize) {
+        #[cfg(not(balloc_loom))]
+        {
+            let _ = off;
+            // SAFETY: as in `Tags::word`: 64-aligned block memory the caller owns.
+            unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
+                .store(0, Ordering::Relaxed);
+        }
+        #[cfg(balloc_loom)]
+        // SAFETY: forwarded; the pool (and so its Tags) is alive. `block - off` is the base.
+        unsafe {
+            (*self.tags).clear(
+                NonNull::new_unchecked(block.as_ptr().wrapping_sub(off)),
+                off,
+            )
+        }
+    }
+}

@@ -74,31 +74,76 @@ pub(crate) unsafe fn with<R>(
 ) -> Option<R> {
     CACHES
         .try_with(|tc| {
-            let mut empty = None;
-            for slot in &tc.slots {
-                let c = slot.get();
-                if c.is_null() {
-                    empty.get_or_insert(slot);
-                    // SAFETY: non-null slots hold live caches owned by this thread.
-                } else if unsafe { (*c).pool_id } == id {
-                    // SAFETY: as above.
-                    return Some(f(unsafe { &*c }));
-                }
+            let c = tc.slots[0].get();
+            // SAFETY: non-null slots hold live caches owned by this thread.
+            if !c.is_null() && unsafe { (*c).pool_id } == id {
+                // SAFETY: as above.
+                return Some(f(unsafe { &*c }));
             }
-            let slot = empty?;
-            // SAFETY: the caller holds a strong reference; the new cache takes a weak one.
-            let c = unsafe { Cache::create(shared) };
-            if c.is_null() {
-                return None;
-            }
-            // SAFETY: the caller holds a strong reference.
-            unsafe { shared.as_ref() }.add_weak();
-            slot.set(c);
-            // SAFETY: just created, owned by this slot.
-            Some(f(unsafe { &*c }))
+            // SAFETY: forwarded from the caller.
+            unsafe { find_or_create(tc, shared, id) }.map(|c| f(c))
         })
         .ok()
         .flatten()
+}
+
+/// This thread's cache for pool `id` if it sits in slot 0 (the common case): the fast paths'
+/// lookup, one thread-local access and one compare.
+///
+/// The cache stays valid until this thread changes its slots (only `with`'s slow path and
+/// thread exit do), so the caller must not call into the pool again while it uses the result.
+#[inline(always)]
+pub(crate) fn current(id: u64) -> Option<NonNull<Cache>> {
+    CACHES
+        .try_with(|tc| {
+            let c = tc.slots[0].get();
+            // SAFETY: non-null slots hold live caches owned by this thread.
+            if !c.is_null() && unsafe { (*c).pool_id } == id {
+                NonNull::new(c)
+            } else {
+                None
+            }
+        })
+        .ok()
+        .flatten()
+}
+
+/// Out-of-line slow path for `with`: the pool's cache is not in slot 0. Moves it there (or
+/// creates it there, moving slot 0's cache to a free slot) so the next call is a hit.
+///
+/// # Safety
+/// - the caller holds a strong reference to `shared`.
+#[cold]
+#[inline(never)]
+unsafe fn find_or_create(
+    tc: &ThreadCaches,
+    shared: NonNull<PoolShared>,
+    id: u64,
+) -> Option<&Cache> {
+    let mut empty = None;
+    for (i, slot) in tc.slots.iter().enumerate() {
+        let c = slot.get();
+        if c.is_null() {
+            empty.get_or_insert(i);
+        // SAFETY: non-null slots hold live caches owned by this thread.
+        } else if unsafe { (*c).pool_id } == id {
+            tc.slots[0].swap(slot);
+            // SAFETY: as above.
+            return Some(unsafe { &*c });
+        }
+    }
+    let i = empty?;
+    // SAFETY: the caller holds a strong reference; the new cache takes a weak one.
+    let c = unsafe { Cache::create(shared) };
+    if c.is_null() {
+        return None;
+    }
+    // SAFETY: the caller holds a strong reference.
+    unsafe { shared.as_ref() }.add_weak();
+    tc.slots[i].set(c);
+    tc.slots[0].swap(&tc.slots[i]);
+    // SAFETY: just created, owned by this thread's slot 0.
+    Some(unsafe { &*c })
 }
 
 /// Flushes this thread's cache for the pool, if it has one.

@@ -66,6 +66,30 @@ pub const fn layout_order(size: usize, align: usize) -> u32 {
     btok(bytes)
 }
 
+/// The order for `(size, align)` as [`layout_order`] gives it when `size > 0`, and
+/// `usize::BITS` (an order no pool has) when `size == 0`: a zero-size request then needs no
+/// test of its own on a fast path, it just finds no block of that order.
+///
+/// # Examples
+/// ```
+/// use balloc_core::order::{fast_layout_order, layout_order};
+/// assert_eq!(fast_layout_order(100, 8), layout_order(100, 8));
+/// assert_eq!(fast_layout_order(1, 4096), 12);
+/// assert_eq!(fast_layout_order(0, 8), usize::BITS);
+/// ```
+#[inline(always)]
+pub const fn fast_layout_order(size: usize, align: usize) -> u32 {
+    let a = size.wrapping_sub(1);
+    let b = align.wrapping_sub(1);
+    // max(size, align) - 1; when size == 0, `a` wraps to usize::MAX and wins.
+    let m = if a > b { a } else { b };
+    if m < (1 << SMALLEST_K) {
+        SMALLEST_K
+    } else {
+        usize::BITS - m.leading_zeros()
+    }
+}
+
 /// `2^k` bytes. `k` must be below `usize::BITS`.
 #[inline]
 pub const fn order_size(k: u32) -> usize {
