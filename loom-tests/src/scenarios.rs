@@ -1,0 +1,491 @@
+//! One execution of each race, on the threads of [`crate::sync`]: loom's (every interleaving,
+//! see `tests/models`) or std's (a smoke run on real threads, see `tests/smoke.rs`).
+//!
+//! Sizes are written as fractions of `pool.size()`, so a scenario means the same on a 128-byte
+//! loom pool and on the 1 MiB pool real threads get. Each scenario ends with
+//! [`finish`](crate::check::finish): no double hand-out, every byte in exactly one place,
+//! `validate()` passing, and the pool coalesced once every block is back.
+//!
+//! "Must succeed" checks use flags: a thread that saw another's Release flag before it began an
+//! allocation knows that thread's call had finished, so an out-of-memory there would be false.
+//! Out-of-memory while another thread is inside a call (holding a block it is splitting or
+//! merging) or holds blocks in its cache is allowed, and counted ([`tolerated_oom`]).
+
+use std::sync::Arc;
+
+use balloc_concurrent::{ConcurrentPool, FreeError};
+
+use crate::check::{
+    cached, check_quiescent, fill_all_but_last_block, finish, tolerated_oom, uncached, Block,
+    BROKEN, MIN,
+};
+use crate::sync::{is_up, raise, thread, wait_for, AtomicBool};
+
+/// Two smallest blocks: the tiniest pool loom accepts.
+const TWO_BLOCKS: usize = 2 * MIN;
+/// Four smallest blocks: room for a split of two levels.
+const FOUR_BLOCKS: usize = 4 * MIN;
+/// 128 smallest blocks: order 6 spans two bitmap words, so it has a summary word over them.
+const TWO_WORDS: usize = 128 * MIN;
+/// The smallest pool whose threads may cache a smallest block (1/256 of the pool per order).
+const CACHEABLE: usize = 256 * MIN;
+
+fn flags<const N: usize>() -> Arc<[AtomicBool; N]> {
+    Arc::new(core::array::from_fn(|_| AtomicBool::new(false)))
+}
+
+fn collect(parts: impl IntoIterator<Item = Option<Block>>) -> Vec<Block> {
+    parts.into_iter().flatten().collect()
+}
+
+/// One thread's side of an allocation race between threads `0` and `1`: if the other had
+/// already succeeded when this one began, `room_for_both` says this one must succeed too.
+fn race_alloc(
+    pool: &ConcurrentPool,
+    size: usize,
+    me: usize,
+    done: &[AtomicBool; 2],
+    room_for_both: bool,
+) -> Option<Block> {
+    let other_done = is_up(&done[1 - me]);
+    let b = Block::try_alloc(pool, size, me);
+    match &b {
+        Some(_) => raise(&done[me]),
+        None if other_done && room_for_both => panic!(
+            "{BROKEN}: false out-of-memory: thread {me} found no {size}-byte block after the \
+             other thread's allocation had finished and left room"
+        ),
+        None => tolerated_oom(),
+    }
+    b
+}
+
+/// Model 1a: two threads claim the whole pool (one free block, one bit) at once: exactly one
+/// gets it.
+pub fn whole_pool_claimed_once() {
+    let pool = Arc::new(uncached(TWO_BLOCKS));
+    let size = pool.size();
+    let t = {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || Block::try_alloc(&pool, size, 1))
+    };
+    let mine = Block::try_alloc(&pool, size, 0);
+    let theirs = t.join().unwrap();
+    let held = collect([mine, theirs]);
+    assert_eq!(
+        held.len(),
+        1,
+        "{BROKEN}: {} threads were handed the whole pool",
+        held.len()
+    );
+    finish(&pool, held);
+}
+
+/// Model 1b: two threads allocate a smallest block each from a pool of two: both succeed with
+/// distinct blocks, or one runs out only while the other held all the memory (mid-split).
+pub fn two_smallest_blocks() {
+    let pool = Arc::new(uncached(TWO_BLOCKS));
+    let half = pool.size() / 2;
+    let done = flags::<2>();
+    let t = {
+        let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
+        thread::spawn(move || race_alloc(&pool, half, 1, &done, true))
+    };
+    let mine = race_alloc(&pool, half, 0, &done, true);
+    let theirs = t.join().unwrap();
+    assert!(
+        mine.is_some() || theirs.is_some(),
+        "{BROKEN}: both threads ran out of memory in an empty pool"
+    );
+    finish(&pool, collect([mine, theirs]));
+}
+
+/// Model 2a: two threads free two buddies at once: they merge into one free block of the top
+/// order.
+pub fn buddies_freed_at_once() {
+    let pool = Arc::new(uncached(TWO_BLOCKS));
+    let half = pool.size() / 2;
+    let a = Block::alloc(&pool, half, 0);
+    let b = Block::alloc(&pool, half, 1);
+    let t = {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || b.free(&pool))
+    };
+    a.free(&pool);
+    t.join().unwrap();
+    let s = pool.stats();
+    assert!(
+        s.is_coalesced(),
+        "{BROKEN}: buddies freed at once did not coalesce: {s:?}"
+    );
+    finish(&pool, Vec::new());
+}
+
+/// Model 2b: three threads free a quarter, its buddy quarter and the other half at once: the
+/// merges cascade over two levels into the top block, whoever finishes last.
+pub fn merge_cascade() {
+    let pool = Arc::new(uncached(FOUR_BLOCKS));
+    let (quarter, half) = (pool.size() / 4, pool.size() / 2);
+    let a = Block::alloc(&pool, quarter, 0);
+    let b = Block::alloc(&pool, quarter, 1);
+    let c = Block::alloc(&pool, half, 2);
+    let ts = [b, c].map(|blk| {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || blk.free(&pool))
+    });
+    a.free(&pool);
+    for t in ts {
+        t.join().unwrap();
+    }
+    let s = pool.stats();
+    assert!(
+        s.is_coalesced(),
+        "{BROKEN}: a cascade of merges did not coalesce: {s:?}"
+    );
+    finish(&pool, Vec::new());
+}
+
+/// Model 3: two threads free two buddy quarters (the second merge cascades into the top block)
+/// while a third allocates a quarter: the claim and the merges fight over the same bits.
+pub fn merge_races_claim() {
+    let pool = Arc::new(uncached(FOUR_BLOCKS));
+    let quarter = pool.size() / 4;
+    let x = Block::alloc(&pool, quarter, 1);
+    let y = Block::alloc(&pool, quarter, 2);
+    let freed = flags::<2>();
+    let ts = [x, y].into_iter().enumerate().map(|(i, blk)| {
+        let (pool, freed) = (Arc::clone(&pool), Arc::clone(&freed));
+        thread::spawn(move || {
+            blk.free(&pool);
+            raise(&freed[i]);
+        })
+    });
+    let ts: Vec<_> = ts.collect();
+    let both_freed = is_up(&freed[0]) && is_up(&freed[1]);
+    let mine = Block::try_alloc(&pool, quarter, 0);
+    if mine.is_none() {
+        assert!(
+            !both_freed,
+            "{BROKEN}: false out-of-memory: no quarter in a pool that was all free"
+        );
+        tolerated_oom();
+    }
+    for t in ts {
+        t.join().unwrap();
+    }
+    finish(&pool, collect([mine]));
+}
+
+/// Model 4a: two threads allocate a quarter each from one free block of the top order: one
+/// splits it (two levels), the other claims a published half or quarter.
+pub fn split_race_same_order() {
+    let pool = Arc::new(uncached(FOUR_BLOCKS));
+    let quarter = pool.size() / 4;
+    let done = flags::<2>();
+    let t = {
+        let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
+        thread::spawn(move || race_alloc(&pool, quarter, 1, &done, true))
+    };
+    let mine = race_alloc(&pool, quarter, 0, &done, true);
+    let theirs = t.join().unwrap();
+    assert!(
+        mine.is_some() || theirs.is_some(),
+        "{BROKEN}: both threads ran out of memory in an empty pool"
+    );
+    finish(&pool, collect([mine, theirs]));
+}
+
+/// Model 4b: a quarter and a half from one free block of the top order at once.
+pub fn split_race_mixed_orders() {
+    let pool = Arc::new(uncached(FOUR_BLOCKS));
+    let (quarter, half) = (pool.size() / 4, pool.size() / 2);
+    let done = flags::<2>();
+    let t = {
+        let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
+        thread::spawn(move || race_alloc(&pool, quarter, 1, &done, true))
+    };
+    let mine = race_alloc(&pool, half, 0, &done, true);
+    let theirs = t.join().unwrap();
+    assert!(
+        mine.is_some() || theirs.is_some(),
+        "{BROKEN}: both threads ran out of memory in an empty pool"
+    );
+    finish(&pool, collect([mine, theirs]));
+}
+
+/// Setup of the cache models: a cacheable pool where every byte is allocated (by thread 0)
+/// except the last smallest block, which thread 1 will take into its cache. Returns the pool and thread 0's blocks.
+fn last_block_cached_by_thread_1() -> (Arc<ConcurrentPool>, Vec<Block>) {
+    let pool = Arc::new(cached(CACHEABLE));
+    let held = fill_all_but_last_block(&pool, 0);
+    (pool, held)
+}
+
+/// Thread 1's part: take the last block into its cache (alloc through a refill, free into the
+/// cache), then say so.
+fn cache_the_last_block(pool: &ConcurrentPool, cached_flag: &AtomicBool) {
+    Block::alloc(pool, MIN, 1).free(pool);
+    raise(cached_flag);
+}
+
+/// Thread 0's allocation of the last block while thread 1 may be handing it back: if `gone`
+/// was up before it began, it must succeed. Afterwards (once `join` has waited for thread 1 to
+/// be done) a retry must succeed. Then the whole pool is checked.
+fn alloc_last_block(
+    pool: &ConcurrentPool,
+    mut held: Vec<Block>,
+    gone: &AtomicBool,
+    join: impl FnOnce(),
+    what: &str,
+) {
+    let seen = is_up(gone);
+    let first = Block::try_alloc(pool, MIN, 0);
+    if first.is_none() {
+        assert!(
+            !seen,
+            "{BROKEN}: false out-of-memory: the only free block was {what} before the \
+             allocation began"
+        );
+        tolerated_oom();
+    }
+    join();
+    let b = first.unwrap_or_else(|| {
+        Block::try_alloc(pool, MIN, 0).unwrap_or_else(|| {
+            panic!("{BROKEN}: false out-of-memory: the only free block was {what}")
+        })
+    });
+    held.push(b);
+    finish(pool, held);
+}
+
+/// Model 5a: a thread flushes its cache (`flush_thread_cache`) while another allocates the one
+/// block that cache holds.
+pub fn cache_flush_races_alloc() {
+    let (pool, held) = last_block_cached_by_thread_1();
+    let f = flags::<2>(); // [cached, flushed]
+    let t = {
+        let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
+        thread::spawn(move || {
+            cache_the_last_block(&pool, &f[0]);
+            pool.flush_thread_cache();
+            raise(&f[1]);
+        })
+    };
+    wait_for(&f[0]);
+    alloc_last_block(
+        &pool,
+        held,
+        &f[1],
+        || t.join().unwrap(),
+        "flushed from a cache",
+    );
+}
+
+/// Model 5b: a thread exits (its thread-local cache is retired by the destructor) while
+/// another allocates the one block that cache holds. A third thread joins the exiting one and
+/// raises a flag, so "exit finished" is observable.
+pub fn thread_exit_races_alloc() {
+    let (pool, held) = last_block_cached_by_thread_1();
+    let f = flags::<2>(); // [cached, exited]
+    let t = {
+        let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
+        thread::spawn(move || cache_the_last_block(&pool, &f[0]))
+    };
+    let joiner = {
+        let f = Arc::clone(&f);
+        thread::spawn(move || {
+            t.join().unwrap();
+            raise(&f[1]);
+        })
+    };
+    wait_for(&f[0]);
+    alloc_last_block(
+        &pool,
+        held,
+        &f[1],
+        || joiner.join().unwrap(),
+        "returned by an exited thread's cache",
+    );
+}
+
+/// Model 5c: the documented bound. Thread 1's cache holds the only free block, so thread 0's
+/// allocation runs out and raises the pool's pressure epoch; thread 1's next slow path (here
+/// an allocation of an uncached order) must flush, after which thread 0 succeeds.
+pub fn pressure_makes_holder_flush() {
+    let (pool, mut held) = last_block_cached_by_thread_1();
+    let f = flags::<3>(); // [cached, out of memory, slow path done]
+    let t = {
+        let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
+        thread::spawn(move || {
+            cache_the_last_block(&pool, &f[0]);
+            wait_for(&f[1]);
+            // A slow path: order 7 is not cached. Its buddy is held, so it runs out itself.
+            let other = Block::try_alloc(&pool, 2 * MIN, 1);
+            raise(&f[2]);
+            other
+        })
+    };
+    wait_for(&f[0]);
+    let first = Block::try_alloc(&pool, MIN, 0);
+    if first.is_none() {
+        // The bound: the block sits in a cache whose thread has not run a slow path since.
+        let s = pool.stats();
+        assert_eq!(
+            (s.free_bytes, s.cached_bytes),
+            (0, MIN),
+            "{BROKEN}: out of memory with bytes free or uncached: {s:?}"
+        );
+        tolerated_oom();
+    }
+    raise(&f[1]);
+    wait_for(&f[2]);
+    let b = first.unwrap_or_else(|| {
+        Block::try_alloc(&pool, MIN, 0).unwrap_or_else(|| {
+            panic!(
+                "{BROKEN}: false out-of-memory: the cache holding the block ran a slow path \
+                 after the pressure signal but did not flush"
+            )
+        })
+    });
+    held.push(b);
+    held.extend(t.join().unwrap());
+    finish(&pool, held);
+}
+
+/// Model 6: three threads, mixed orders: one allocates and frees a quarter, one frees a
+/// quarter it was given then allocates and frees a half, one allocates and frees a half. All
+/// memory comes back and coalesces.
+pub fn three_threads_mixed_orders() {
+    let pool = Arc::new(uncached(FOUR_BLOCKS));
+    let (quarter, half) = (pool.size() / 4, pool.size() / 2);
+    let x = Block::alloc(&pool, quarter, 2);
+    let t1 = {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || match Block::try_alloc(&pool, quarter, 1) {
+            Some(a) => a.free(&pool),
+            None => tolerated_oom(),
+        })
+    };
+    let t2 = {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || {
+            x.free(&pool);
+            match Block::try_alloc(&pool, half, 2) {
+                Some(b) => b.free(&pool),
+                None => tolerated_oom(),
+            }
+        })
+    };
+    match Block::try_alloc(&pool, half, 0) {
+        Some(c) => c.free(&pool),
+        None => tolerated_oom(),
+    }
+    t1.join().unwrap();
+    t2.join().unwrap();
+    finish(&pool, Vec::new());
+}
+
+/// Two frees of one block at once: exactly one `Ok`, the other `DoubleFree`.
+fn racing_double_free(pool: Arc<ConcurrentPool>) {
+    let b = Block::alloc(&pool, MIN, 0);
+    let t = {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || pool.free(b.ptr()))
+    };
+    let mine = pool.free(b.ptr());
+    let theirs = t.join().unwrap();
+    let results = [mine, theirs];
+    assert!(
+        results.contains(&Ok(())) && results.contains(&Err(FreeError::DoubleFree)),
+        "{BROKEN}: two frees of one block at once gave {results:?}, not one Ok and one DoubleFree"
+    );
+    finish(&pool, Vec::new());
+}
+
+/// Model 7a: two threads free one cached-order block at once: the tag CAS (tags.rs) lets
+/// exactly one in; the winner's cache holds the block (returned at its exit or flush).
+pub fn double_free_race_cached() {
+    racing_double_free(Arc::new(cached(CACHEABLE)));
+}
+
+/// Model 7b: the same without caches: the live bit's `fetch_and` lets exactly one in.
+pub fn double_free_race_uncached() {
+    racing_double_free(Arc::new(uncached(TWO_BLOCKS)));
+}
+
+/// Model 7c: summary hints (summary.rs). Order 6 spans two words with a summary word over
+/// them; word 0 holds one free block. One thread claims it (the word empties, its hint goes
+/// stale), one frees another block of word 0 (the word refills and re-marks its hint), and one
+/// allocates (its search may clear the stale hint just as it is re-marked). No hint may be
+/// lost: an allocation that began after the free finished must succeed, and `validate` checks
+/// that no non-empty word is hidden.
+pub fn summary_hint_race() {
+    let pool = Arc::new(uncached(TWO_WORDS));
+    // Blocks 0, 1, 2 held as smallest blocks, block 3 free; every larger block held.
+    let mut held = vec![
+        Block::alloc(&pool, MIN, 0),
+        Block::alloc(&pool, MIN, 0),
+        Block::alloc(&pool, MIN, 0),
+    ];
+    for k in (balloc_concurrent::SMALLEST_K + 2..pool.kval()).rev() {
+        held.push(Block::alloc(&pool, 1 << k, 0));
+    }
+    let a = held.remove(0);
+    check_quiescent(&pool, &held.iter().copied().chain([a]).collect::<Vec<_>>());
+    let freed = flags::<1>();
+    let claim = |pool: &ConcurrentPool, me: usize, freed: &[AtomicBool; 1]| {
+        let seen = is_up(&freed[0]);
+        let b = Block::try_alloc(pool, MIN, me);
+        match &b {
+            Some(_) => {}
+            None if seen => panic!(
+                "{BROKEN}: false out-of-memory: thread {me} found no free block after a free \
+                 left two (a summary hint was lost?)"
+            ),
+            None => tolerated_oom(),
+        }
+        b
+    };
+    let t1 = {
+        let (pool, freed) = (Arc::clone(&pool), Arc::clone(&freed));
+        thread::spawn(move || claim(&pool, 1, &freed))
+    };
+    let t2 = {
+        let (pool, freed) = (Arc::clone(&pool), Arc::clone(&freed));
+        thread::spawn(move || {
+            a.free(&pool);
+            raise(&freed[0]);
+        })
+    };
+    let mine = claim(&pool, 0, &freed);
+    let theirs = t1.join().unwrap();
+    t2.join().unwrap();
+    held.extend(mine);
+    held.extend(theirs);
+    finish(&pool, held);
+}
+
+/// Model 7d: the pool is dropped while a thread whose cache holds one of its blocks exits:
+/// the strong / weak counts (shared.rs) decide who flushes and who frees. Every order of the
+/// last `Arc` drop, the thread-local destructor's upgrade, and the pool's release is run;
+/// loom reports any panic or deadlock. (Loom cannot see a use-after-free of plain memory, so
+/// this model checks the counting protocol, not that nothing touches a dropped region.)
+pub fn pool_drop_races_thread_exit() {
+    let pool = Arc::new(cached(CACHEABLE));
+    let t = {
+        let pool = Arc::clone(&pool);
+        thread::spawn(move || {
+            Block::alloc(&pool, MIN, 1).free(&pool);
+            let s = pool.stats();
+            assert!(
+                s.cached_bytes >= MIN,
+                "{BROKEN}: the freed block is not cached"
+            );
+            drop(pool);
+        })
+    };
+    // This thread caches a block too: its cache is retired at the model's end, after the pool.
+    Block::alloc(&pool, MIN, 0).free(&pool);
+    drop(pool);
+    t.join().unwrap();
+}
