@@ -154,6 +154,14 @@ impl BlockMaps {
         self.live_words()[w].fetch_and(!mask, Ordering::AcqRel) & mask != 0
     }
 
+    /// Clears the live bits `mask` of the word whose first block is `first` (order `k`).
+    /// Returns which of them were set.
+    pub(crate) fn clear_live_mask(&self, k: u32, first: usize, mask: u64) -> u64 {
+        let (w, _) = self.geometry.locate(k, first);
+        // AcqRel: as in `clear_live`.
+        self.live_words()[w].fetch_and(!mask, Ordering::AcqRel) & mask
+    }
+
     /// Whether block `index` of order `k` is live.
     #[inline]
     pub(crate) fn is_live(&self, k: u32, index: usize) -> bool {

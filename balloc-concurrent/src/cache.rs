@@ -404,13 +404,9 @@ impl Cache {
     fn flush_oldest(&self, s: &Stack, k: u32, count: usize) {
         let len = s.len.load(Ordering::Relaxed);
         let count = count.min(len);
-        let core = self.core();
-        for i in 0..count {
-            // SAFETY: i < len <= cap.
-            let off = unsafe { *s.slots.add(i) };
-            let r = core.free_shared(off, k);
-            debug_assert!(r.is_ok(), "cached block was not live");
-        }
+        // SAFETY: the first `count <= len` slots are initialised and ours.
+        let batch = unsafe { core::slice::from_raw_parts_mut(s.slots, count) };
+        self.core().free_batch(k, batch);
         // SAFETY: both ranges lie within the stack's `len` initialised slots.
         unsafe { core::ptr::copy(s.slots.add(count), s.slots, len - count) };
         s.len.store(len - count, Ordering::Relaxed);

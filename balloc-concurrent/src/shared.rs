@@ -298,6 +298,40 @@ impl Core {
         Ok(())
     }
 
+    /// Returns a batch of cached blocks of order `k` (live, owned by the caller) to the shared
+    /// bitmaps: live bits cleared with one `fetch_and` per word, and buddy pairs inside the
+    /// batch merged locally (both are ours), so a flush of neighbours costs far fewer CASes.
+    /// Sorts `offs`.
+    pub(crate) fn free_batch(&self, k: u32, offs: &mut [usize]) {
+        offs.sort_unstable();
+        let mut i = 0;
+        while i < offs.len() {
+            // Clear the live bits of every block in this word at once.
+            let word_first = (offs[i] >> k) & !63;
+            let mut mask = 0u64;
+            let mut j = i;
+            while j < offs.len() && (offs[j] >> k) & !63 == word_first {
+                mask |= 1 << ((offs[j] >> k) % 64);
+                j += 1;
+            }
+            let had = self.maps.clear_live_mask(k, word_first, mask);
+            debug_assert_eq!(had, mask, "cached blocks were not all live");
+            // Release, merging buddy pairs (adjacent in sorted order) before publishing.
+            let mut m = i;
+            while m < j {
+                let index = offs[m] >> k;
+                if index % 2 == 0 && m + 1 < j && offs[m + 1] >> k == index + 1 && k < self.kval {
+                    self.maps.release(k + 1, index / 2);
+                    m += 2;
+                } else {
+                    self.maps.release(k, index);
+                    m += 1;
+                }
+            }
+            i = j;
+        }
+    }
+
     /// A validated free without a cache: claim the tag (cacheable orders, so a racing free of
     /// the block in some cache is caught) and the live bit, then merge into the bitmaps.
     ///
