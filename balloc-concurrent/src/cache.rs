@@ -40,12 +40,14 @@ struct Stack {
 impl Stack {
     /// A stack with no room: pops and pushes always miss.
     #[cfg(not(balloc_loom))]
-    const NONE: Stack = Stack {
-        len: AtomicUsize::new(0),
-        cap: 0,
-        batch: 0,
-        slots: core::ptr::null_mut(),
-    };
+    const fn none() -> Stack {
+        Stack {
+            len: AtomicUsize::new(0),
+            cap: 0,
+            batch: 0,
+            slots: core::ptr::null_mut(),
+        }
+    }
 }
 
 /// The cache that holds and serves nothing (all capacities 0), for a `LocalCache` that could
@@ -64,7 +66,7 @@ static EMPTY: EmptyCache = EmptyCache(Cache {
     tags: TagKey::NONE,
     shared: NonNull::dangling(),
     pool_id: u64::MAX,
-    stacks: [const { Stack::NONE }; STACKS],
+    stacks: [const { Stack::none() }; STACKS],
     slots: core::ptr::null_mut(),
     total_slots: 0,
     seen_pressure: Cell::new(0),

@@ -203,8 +203,8 @@ impl ConcurrentPool {
             None => self.alloc_uncached(k).map(|off| (self.core().base, off)),
         };
         match r {
-            // SAFETY: `off` is a block offset inside the region, so base + off is non-null.
             Some((base, off)) => {
+                // SAFETY: `off` is a block offset inside the region, so base + off is non-null.
                 Ok(unsafe { NonNull::new_unchecked(base.as_ptr().wrapping_add(off)) })
             }
             None => Err(AllocError::OutOfMemory { order: k }),
