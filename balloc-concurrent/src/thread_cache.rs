@@ -81,7 +81,7 @@ pub(crate) unsafe fn with<R>(
                 return Some(f(unsafe { &*c }));
             }
             // SAFETY: forwarded from the caller.
-            unsafe { find_or_create(tc, shared, id) }.map(|c| f(c))
+            unsafe { find_or_create(tc, shared, id) }.map(f)
         })
         .ok()
         .flatten()
