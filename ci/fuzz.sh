@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Fuzzing (cargo-fuzz, libFuzzer + AddressSanitizer, nightly): runs every target in fuzz/ for
+# SECONDS each, starting from the committed seeds in fuzz/corpus/<target>/, then replays the
+# corpus of core_ops once more with balloc-core's `debug-fill` hardening. Prints executions and
+# coverage per target; fails on a crash, a leak, a timeout (a hang, e.g. a deadlock) or any error.
+# Usage: ci/fuzz.sh [SECONDS]   (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+case "$seconds" in
+    '' | *[!0-9]*) echo "usage: ci/fuzz.sh [SECONDS]" >&2; exit 2 ;;
+esac
+. ci/nightly.sh
+nightly_or_skip "fuzzing" || exit 0
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "--- installing cargo-fuzz"
+    if ! cargo install cargo-fuzz --locked; then
+        echo "=================================================================="
+        echo "SKIPPED: fuzzing -- cargo-fuzz is missing and could not be installed"
+        echo "=================================================================="
+        exit 0
+    fi
+fi
+
+targets=(core_ops concurrent_ops)
+# Work corpora and logs live under fuzz/target (ignored); the committed seeds are only read.
+work=fuzz/target/ci
+mkdir -p "$work"
+# Inputs up to 4 KiB (a few hundred operations) from the start: short inputs reach only shallow
+# pool states, and libFuzzer's default length control would keep them short for minutes.
+# A hang of 60 s in one input (a deadlock) counts as a crash.
+flags=(-max_total_time="$seconds" -max_len=4096 -len_control=0 -timeout=60 -print_final_stats=1)
+
+echo "--- building: ${targets[*]}"
+for t in "${targets[@]}"; do
+    cargo +nightly fuzz build "$t"
+done
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    mkdir -p "$work/corpus/$t" "fuzz/corpus/$t"
+    log="$work/$t.log"
+    echo "--- fuzzing $t for ${seconds}s (log: $log)"
+    # Keep going after a crash so that every target runs; the exit status is collected below.
+    set +e
+    cargo +nightly fuzz run "$t" "$work/corpus/$t" "fuzz/corpus/$t" -- "${flags[@]}" >"$log" 2>&1
+    rc=$?
+    set -e
+    grep -E '^stat::|^#[0-9]+ +DONE' "$log" || true
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
+    cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n1)
+    summary+=("$(printf '%-15s executions %-9s %s' "$t" "${execs:-?}" "${cov:-cov: ?}")")
+    if [ "$rc" -ne 0 ]; then
+        echo "!!! $t FAILED (exit $rc); the end of its log:"
+        tail -n 60 "$log"
+        failed+=("$t")
+    fi
+done
+
+# debug-fill makes every free fill the block and every allocation check it byte by byte, which
+# runs the fuzz target about 12 times slower; so it does not fuzz, it replays every input the run
+# above found interesting (-runs=0), which checks that balloc-core never writes into free memory
+# it does not own on all of them.
+t=core_ops
+log="$work/$t-debug-fill.log"
+echo "--- replaying the $t corpus with balloc-core's debug-fill (log: $log)"
+set +e
+cargo +nightly fuzz run "$t" --features debug-fill "$work/corpus/$t" "fuzz/corpus/$t" -- \
+    -runs=0 -timeout=60 -print_final_stats=1 >"$log" 2>&1
+rc=$?
+set -e
+grep -E '^stat::number_of_executed_units|INITED|DONE' "$log" | tail -n 3 || true
+execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
+summary+=("$(printf '%-15s executions %-9s (corpus replay with debug-fill)' "$t" "${execs:-?}")")
+if [ "$rc" -ne 0 ]; then
+    echo "!!! $t with debug-fill FAILED (exit $rc); the end of its log:"
+    tail -n 60 "$log"
+    failed+=("$t (debug-fill)")
+fi
+
+echo
+echo "=== fuzz summary (${seconds}s per target)"
+printf '%s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}; reproducers in fuzz/artifacts/<target>/ (cargo +nightly fuzz run <target> <file>)"
+    exit 1
+fi
