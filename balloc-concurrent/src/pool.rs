@@ -33,6 +33,9 @@ const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
 ///         s.spawn(|| {
 ///             let p = pool.alloc(100).unwrap();
 ///             pool.free(p).unwrap();
+///             // Thread exit returns the cache too, but `scope` does not wait for
+///             // thread-local destructors (a `join` does): flush to see it at once.
+///             pool.flush_thread_cache();
 ///         });
 ///     }
 /// });
