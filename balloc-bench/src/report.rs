@@ -319,6 +319,9 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
+/// One line of a chart: the allocator's palette index, the allocator, its (x, y) points.
+type Series = (usize, AllocKind, Vec<(f64, f64)>);
+
 /// Draws each series as a line with dots, and the legend.
 macro_rules! draw_lines {
     ($chart:ident, $series:ident) => {
@@ -369,7 +372,7 @@ pub fn svg(
     let last_x = threads.len().saturating_sub(1) as f64;
     for (&w, area) in report.workloads.iter().zip(areas.iter()) {
         let allocs = report.rows(w);
-        let series: Vec<(usize, AllocKind, Vec<(f64, f64)>)> = allocs
+        let series: Vec<Series> = allocs
             .iter()
             .map(|&a| {
                 let idx = AllocKind::ALL.iter().position(|&k| k == a).unwrap_or(0);

@@ -1,0 +1,105 @@
+//! Runs `N` alloc + free pairs of one size on one allocator, for counting instructions with
+//! callgrind (`balloc-bench/callgrind.sh` does the counting and the subtraction).
+//!
+//! ```text
+//! callgrind_pair <allocator> <iterations> [size]
+//! ```
+//! Allocators: `buddy-pool`, `heap` (buddy_system_allocator `Heap<32>`), `balloc-local`,
+//! `balloc-global`, `system`, `mimalloc`, `jemalloc`. (snmalloc aborts under valgrind.)
+//!
+//! Both the pool and the heap manage 16 MiB, as in `benches/core.rs`. Setup differs per
+//! allocator, so the script runs two iteration counts and divides the difference.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::hint::black_box;
+use core::ptr::NonNull;
+
+use balloc_bench::alloc::LocalAlloc;
+use balloc_concurrent::ConcurrentPool;
+use balloc_core::os::Mapping;
+use balloc_core::BuddyPool;
+
+const REGION: usize = 1 << 24;
+
+/// The measured loop, the same for every allocator: `alloc` and `free` are inlined into it.
+#[inline(never)]
+fn pairs(
+    n: u64,
+    size: usize,
+    mut alloc: impl FnMut(usize) -> NonNull<u8>,
+    mut free: impl FnMut(NonNull<u8>, usize),
+) {
+    for _ in 0..n {
+        let p = alloc(black_box(size));
+        free(black_box(p), size);
+    }
+}
+
+fn global<A: GlobalAlloc>(a: &A, n: u64, size: usize) {
+    let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
+    pairs(
+        n,
+        size,
+        // SAFETY: the size is non-zero.
+        |s| NonNull::new(unsafe { a.alloc(layout(s)) }).expect("alloc"),
+        // SAFETY: `p` came from `a.alloc(layout(s))` just now and is freed once.
+        |p, s| unsafe { a.dealloc(p.as_ptr(), layout(s)) },
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: callgrind_pair <buddy-pool|heap|balloc-local|balloc-global|system|mimalloc|jemalloc> <iterations> [size]";
+    let which = args.next().expect(usage);
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).expect(usage);
+    let size: usize = args.next().map_or(64, |s| s.parse().expect(usage));
+    match which.as_str() {
+        "buddy-pool" => {
+            let mut pool = BuddyPool::new(REGION).expect("reserve the pool");
+            let pool = std::cell::RefCell::new(&mut pool);
+            pairs(
+                n,
+                size,
+                |s| pool.borrow_mut().alloc(s).expect("alloc"),
+                |p, _| pool.borrow_mut().free(p).expect("free"),
+            );
+        }
+        "heap" => {
+            let region = Mapping::reserve(REGION, REGION).expect("reserve the region");
+            let mut heap = buddy_system_allocator::Heap::<32>::new();
+            // SAFETY: the region is REGION writable bytes that nothing else uses, and it
+            // outlives `heap` (declared before it, so dropped after).
+            unsafe { heap.init(region.as_ptr().as_ptr().addr(), REGION) };
+            let heap = std::cell::RefCell::new(heap);
+            let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
+            pairs(
+                n,
+                size,
+                |s| heap.borrow_mut().alloc(layout(s)).expect("alloc"),
+                // SAFETY: `p` came from this heap with `layout(s)` just now and is freed once.
+                |p, s| unsafe { heap.borrow_mut().dealloc(p, layout(s)) },
+            );
+        }
+        "balloc-local" => {
+            let pool = ConcurrentPool::new(REGION).expect("reserve the pool");
+            let local = std::cell::RefCell::new(pool.local());
+            let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
+            pairs(
+                n,
+                size,
+                |s| LocalAlloc::alloc(&mut *local.borrow_mut(), layout(s)).expect("alloc"),
+                // SAFETY: `p` came from this cache with `layout(s)` just now and is freed once.
+                |p, s| unsafe { LocalAlloc::dealloc(&mut *local.borrow_mut(), p, layout(s)) },
+            );
+        }
+        "balloc-global" => global(
+            &ConcurrentPool::new(REGION).expect("reserve the pool"),
+            n,
+            size,
+        ),
+        "system" => global(&std::alloc::System, n, size),
+        "mimalloc" => global(&mimalloc::MiMalloc, n, size),
+        "jemalloc" => global(&tikv_jemallocator::Jemalloc, n, size),
+        other => panic!("unknown allocator {other:?}; {usage}"),
+    }
+}
