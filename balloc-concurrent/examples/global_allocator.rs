@@ -15,7 +15,9 @@ fn main() {
             std::thread::spawn(move || {
                 let mut counts: HashMap<String, usize> = HashMap::new();
                 for i in 0..100_000 {
-                    *counts.entry(format!("key-{}", (i * 7 + t) % 1000)).or_default() += 1;
+                    *counts
+                        .entry(format!("key-{}", (i * 7 + t) % 1000))
+                        .or_default() += 1;
                 }
                 counts.len()
             })
@@ -24,5 +26,8 @@ fn main() {
     let keys: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
     let pool = POOL.pool().expect("built on first allocation");
     let s = pool.stats();
-    println!("{keys} keys counted on 4 threads; pool: {} B allocated, {} B cached, {} B free", s.allocated_bytes, s.cached_bytes, s.free_bytes);
+    println!(
+        "{keys} keys counted on 4 threads; pool: {} B allocated, {} B cached, {} B free",
+        s.allocated_bytes, s.cached_bytes, s.free_bytes
+    );
 }

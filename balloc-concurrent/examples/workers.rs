@@ -47,9 +47,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let elapsed = start.elapsed();
     let n = WORKERS * PER_WORKER;
-    println!("{n} blocks allocated on {WORKERS} threads, freed on another: {:.1} ns per block", elapsed.as_nanos() as f64 / n as f64);
+    println!(
+        "{n} blocks allocated on {WORKERS} threads, freed on another: {:.1} ns per block",
+        elapsed.as_nanos() as f64 / n as f64
+    );
     let stats = pool.stats();
-    println!("after: allocated {} B, free {} B, cached {} B", stats.allocated_bytes, stats.free_bytes, stats.cached_bytes);
+    println!(
+        "after: allocated {} B, free {} B, cached {} B",
+        stats.allocated_bytes, stats.free_bytes, stats.cached_bytes
+    );
     assert!(stats.is_coalesced(), "every block came back and merged");
     Ok(())
 }

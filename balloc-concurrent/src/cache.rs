@@ -252,6 +252,7 @@ impl Cache {
         // SAFETY: len <= cap, so slot len - 1 is initialised and ours.
         let off = unsafe { *s.slots.add(len - 1) };
         s.len.store(len - 1, Ordering::Relaxed);
+        Core::debug_check(self.base, off, k);
         // SAFETY: off < pool size, so base + off is inside the region (non-null).
         let p = unsafe { NonNull::new_unchecked(self.base.as_ptr().wrapping_add(off)) };
         // SAFETY: the block was cached, so it is ours and inside the region.
@@ -348,6 +349,8 @@ impl Cache {
         if len >= s.cap {
             return false;
         }
+        #[cfg(feature = "debug-fill")]
+        self.core().debug_fill_freed(off, k);
         // SAFETY: the caller holds the block, so it is ours to tag.
         unsafe { self.tags.set(self.base, off) };
         // SAFETY: len < cap, inside this stack's slots.
@@ -360,6 +363,7 @@ impl Cache {
     #[cold]
     #[inline(never)]
     fn dealloc_slow(&self, off: usize, k: u32) {
+        self.core().debug_fill_freed(off, k);
         if self.stack(k).cap > 0 {
             // SAFETY: the caller holds the block, so it is ours to tag.
             unsafe { self.tags.set(self.base, off) };
@@ -377,11 +381,13 @@ impl Cache {
         if core.config.caches(k) {
             // SAFETY: the block was live when validated, so it is inside the mapped region.
             unsafe { core.tags.claim(core.base, off)? };
+            core.debug_fill_freed(off, k);
             if !self.push(k, off) {
                 self.push_slow(k, off);
             }
             Ok(())
         } else {
+            core.debug_fill_freed(off, k);
             core.free_shared(off, k)
         }
     }

@@ -196,6 +196,30 @@ impl PoolShared {
 }
 
 impl Core {
+    /// Under `debug-fill`: fills a block just freed by a caller (all but its first word, which
+    /// holds or will hold its tag).
+    #[inline(always)]
+    pub(crate) fn debug_fill_freed(&self, off: usize, k: u32) {
+        #[cfg(feature = "debug-fill")]
+        // SAFETY: the caller just gave the block back; it is inside the region.
+        unsafe {
+            balloc_core::debug_fill::fill_from(self.base, off, k, 8)
+        };
+        let _ = (off, k);
+    }
+
+    /// Under `debug-fill`: checks a block about to be handed to a caller (panics on a write
+    /// after free).
+    #[inline(always)]
+    pub(crate) fn debug_check(base: NonNull<u8>, off: usize, k: u32) {
+        #[cfg(feature = "debug-fill")]
+        // SAFETY: the block was free and is now ours, inside the region.
+        unsafe {
+            balloc_core::debug_fill::check(base, off, k)
+        };
+        let _ = (base, off, k);
+    }
+
     /// The offset and order of the live block starting at `ptr`.
     #[inline]
     pub(crate) fn find_live(&self, ptr: NonNull<u8>) -> Result<(usize, u32), FreeError> {
@@ -236,6 +260,7 @@ impl Core {
     pub(crate) fn alloc_shared(&self, k: u32) -> Option<usize> {
         let (j, off) = self.take_one(k)?;
         self.split_down(off, j, k);
+        Self::debug_check(self.base, off, k);
         if self.config.caches(k) {
             // SAFETY: the block is ours (claimed, not yet live) and inside the region.
             unsafe { self.tags.clear(self.base, off) };
@@ -342,6 +367,7 @@ impl Core {
             // SAFETY: the block was live when validated, so it is inside the mapped region.
             unsafe { self.tags.claim(self.base, off)? };
         }
+        self.debug_fill_freed(off, k);
         self.free_shared(off, k)
     }
 

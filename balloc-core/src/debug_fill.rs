@@ -18,9 +18,19 @@ const NODE_BYTES: usize = 16;
 /// # Safety
 /// - the block is `2^k` bytes of pool memory that no caller holds any more.
 pub unsafe fn fill(base: NonNull<u8>, off: usize, k: u32) {
-    let start = base.as_ptr().wrapping_add(off);
+    // SAFETY: forwarded.
+    unsafe { fill_from(base, off, k, 0) }
+}
+
+/// Fills bytes `from..2^k` of the block at `off` of order `k` with [`FILL`] (the first `from`
+/// bytes may hold something the pool keeps there, such as a tag).
+///
+/// # Safety
+/// - the block is `2^k` bytes of pool memory that no caller holds any more; `from <= 2^k`.
+pub unsafe fn fill_from(base: NonNull<u8>, off: usize, k: u32, from: usize) {
+    let start = base.as_ptr().wrapping_add(off + from);
     // SAFETY: the caller guarantees the block is the pool's to write.
-    unsafe { start.write_bytes(FILL, 1usize << k) };
+    unsafe { start.write_bytes(FILL, (1usize << k) - from) };
 }
 
 /// Checks that the block at `off` of order `k` holds only the fill (or zeros) outside node spots.

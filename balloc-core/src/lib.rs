@@ -7,7 +7,7 @@
 extern crate std;
 
 #[cfg(feature = "debug-fill")]
-mod debug_fill;
+pub mod debug_fill;
 mod error;
 mod free_list;
 pub mod geometry;
