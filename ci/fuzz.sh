@@ -47,7 +47,7 @@ for t in "${targets[@]}"; do
     cargo +nightly fuzz run "$t" "$work/corpus/$t" "fuzz/corpus/$t" -- "${flags[@]}" >"$log" 2>&1
     rc=$?
     set -e
-    grep -E '^stat::|^#[0-9]+ +DONE' "$log" || true
+    grep -E '^stat::|^#[0-9]+[[:space:]]+DONE' "$log" || true
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n1)
     summary+=("$(printf '%-15s executions %-9s %s' "$t" "${execs:-?}" "${cov:-cov: ?}")")
