@@ -3,7 +3,7 @@
 //! `cargo run --release -p balloc-bench -- --help` for the flags. Prints the tables and writes
 //! `scaling.svg`, `results.csv` and `results.md` to `target/balloc-report/` (or `--out`).
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -28,13 +28,13 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
     threads: Vec<usize>,
     /// Length of one measured run, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 80)]
     duration_ms: u64,
     /// Repetitions of each run; the report shows their median and min–max.
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Unmeasured warm-up run before the repetitions of each cell, in milliseconds.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     warmup_ms: u64,
     /// Seed for the random workloads.
     #[arg(long, default_value_t = 0x5EED)]
@@ -103,7 +103,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?);
     let started = Instant::now();
     let mut samples = Vec::with_capacity(total);
+    let log = !std::io::stderr().is_terminal();
     for (w, n, allocs) in &cells {
+        if log {
+            eprintln!(
+                "[{:5.1} s] {} × {n} threads",
+                started.elapsed().as_secs_f64(),
+                w.id()
+            );
+        }
         let pool = pools.get(*n);
         let run = |budget, seed| Run {
             workload: *w,

@@ -38,8 +38,9 @@ pub const BATCH_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
 /// `larson`: live blocks each thread holds. 1,000 blocks of ~500 B is ~0.5 MiB a thread: a
 /// server's working set that fits in L2/L3, so the test measures the allocator, not DRAM.
 pub const LARSON_WINDOW: usize = 1000;
-/// `larson`: block sizes, uniform in this range: the 8..1000-byte objects of the Larson & Krishnan
-/// server simulation as it is usually run (mimalloc-bench's `larson` uses 8 to 1000 bytes).
+/// `larson`: block sizes, uniform in this range: the small objects (headers, buffers, session
+/// records) of the server that Larson & Krishnan's simulation models; not a power of two in ~99 %
+/// of draws, so size-class rounding is exercised.
 pub const LARSON_SIZES: (usize, usize) = (8, 1000);
 /// `larson`: one replaced block in this many is freed by the next thread rather than its owner
 /// (12.5 % remote frees: "some freed by other threads").
@@ -83,18 +84,47 @@ pub enum Budget {
     Time(Duration),
 }
 
-impl Budget {
-    /// How many rounds to do next (up to `chunk`), given `done` so far; 0 means stop.
+/// A thread's view of its [`Budget`]: when to read the clock and when to stop.
+///
+/// Under a deadline it reads the clock every [`CHUNK`] ops, or after every op once ops have
+/// become slower than [`SLOW_OP`] (a thread queued behind a preempted lock holder), so that a run
+/// overshoots its deadline by at most a few slow ops.
+struct Clock {
+    budget: Budget,
+    start: Instant,
+    last: Instant,
+    chunk: u64,
+}
+
+/// Ops slower than this on average make [`Clock`] read the time after every op.
+const SLOW_OP: Duration = Duration::from_micros(30);
+
+impl Clock {
+    /// Starts now.
+    fn start(budget: Budget) -> Self {
+        let now = Instant::now();
+        Self {
+            budget,
+            start: now,
+            last: now,
+            chunk: CHUNK,
+        }
+    }
+
+    /// How many ops to do before asking again, given `done` so far; 0 means stop.
     #[inline]
-    fn next(&self, start: Instant, done: u64, chunk: u64) -> u64 {
-        match *self {
-            Budget::Rounds(total) => chunk.min(total - done),
+    fn next(&mut self, done: u64) -> u64 {
+        match self.budget {
+            Budget::Rounds(total) => CHUNK.min(total - done),
             Budget::Time(d) => {
-                if done > 0 && start.elapsed() >= d {
-                    0
-                } else {
-                    chunk
+                let now = Instant::now();
+                if done > 0 && now - self.start >= d {
+                    return 0;
                 }
+                let slow = now - self.last > SLOW_OP * self.chunk as u32;
+                self.chunk = if slow { 1 } else { CHUNK };
+                self.last = now;
+                self.chunk
             }
         }
     }
@@ -199,9 +229,10 @@ pub fn pair<A: BenchAlloc>(a: &A, pool: &ThreadPool, size: usize, budget: Budget
     on_threads(pool, |_, barrier| {
         let mut local = a.local();
         barrier.wait();
-        let mut out = ThreadOut::new(Instant::now());
+        let mut clock = Clock::start(budget);
+        let mut out = ThreadOut::new(clock.start);
         loop {
-            let n = budget.next(out.start, out.ops, CHUNK);
+            let n = clock.next(out.ops);
             if n == 0 {
                 break;
             }
@@ -231,16 +262,30 @@ pub fn batch<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget) -> Outcome
         let mut live: Vec<Block> = Vec::with_capacity(BATCH_LEN);
         let mut rounds = 0;
         barrier.wait();
-        let mut out = ThreadOut::new(Instant::now());
-        while budget.next(out.start, rounds, 1) == 1 {
-            for i in 0..BATCH_LEN {
-                // Under a deadline, a round can end early (its blocks are still all freed) so
-                // that a convoy behind a preempted lock holder cannot stretch a run by seconds.
-                if matches!(budget, Budget::Time(_))
-                    && i % CHUNK as usize == CHUNK as usize - 1
-                    && budget.next(out.start, 1, 1) == 0
-                {
+        let mut clock = Clock::start(budget);
+        let mut out = ThreadOut::new(clock.start);
+        let timed = matches!(budget, Budget::Time(_));
+        // Ops left before the next clock read (deadline runs only).
+        let mut left = 0;
+        let mut stop = false;
+        while !stop {
+            if let Budget::Rounds(total) = budget {
+                if rounds == total {
                     break;
+                }
+            }
+            for i in 0..BATCH_LEN {
+                // Under a deadline a round can end early (its blocks are still all freed) so
+                // that a convoy behind a preempted lock holder cannot stretch a run by seconds.
+                if timed {
+                    if left == 0 {
+                        left = clock.next(out.ops + live.len() as u64);
+                        if left == 0 {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    left -= 1;
                 }
                 let layout = layout(BATCH_SIZES[i % BATCH_SIZES.len()]);
                 match local.alloc(layout) {
@@ -283,10 +328,11 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
         let next = &inboxes[(t + 1) % threads];
         let mine = &inboxes[t];
         barrier.wait();
-        let start = Instant::now();
+        let mut clock = Clock::start(budget);
+        let start = clock.start;
         let mut ops = 0;
         loop {
-            let n = budget.next(start, ops, CHUNK);
+            let n = clock.next(ops);
             if n == 0 {
                 break;
             }
@@ -361,13 +407,14 @@ pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget
         let idle = t / 2 >= pairs;
         let (ring, done) = &**rings.get(t / 2).unwrap_or(&rings[0]);
         barrier.wait();
-        let mut out = ThreadOut::new(Instant::now());
+        let mut clock = Clock::start(budget);
+        let mut out = ThreadOut::new(clock.start);
         if idle {
         } else if solo || t % 2 == 0 {
             // Producer (and, alone, consumer too).
             let (mut seq, mut attempts) = (0u64, 0u64);
             loop {
-                let n = budget.next(out.start, attempts, CHUNK);
+                let n = clock.next(attempts);
                 if n == 0 {
                     break;
                 }
@@ -521,6 +568,18 @@ mod tests {
                 "a workload leaked"
             );
         }
+    }
+
+    #[test]
+    fn balloc_local_pool_comes_back_whole() {
+        let a = crate::balloc::BallocLocal::new(1 << 24);
+        let p = pool(3);
+        assert_eq!(batch(&a, &p, Budget::Rounds(3)).errors, 0);
+        assert_eq!(larson(&a, &p, Budget::Rounds(3000), 9).ops, 9000);
+        assert_eq!(producer_consumer(&a, &p, Budget::Rounds(1000)).ops, 1000);
+        // Every LocalCache was dropped (so flushed) at the end of its run.
+        let stats = a.0.stats();
+        assert!(stats.is_coalesced(), "{stats:?}");
     }
 
     #[test]
