@@ -58,18 +58,28 @@ fn dangling(layout: Layout) -> NonNull<[u8]> {
     NonNull::slice_from_raw_parts(unsafe { NonNull::new_unchecked(p) }, 0)
 }
 
+/// `Allocator::allocate` over any `alloc_layout`: zero-sized requests get a dangling pointer,
+/// others a whole block (its full power-of-two size is usable).
+#[inline]
+fn allocate_with(
+    layout: Layout,
+    alloc: impl FnOnce(Layout) -> Result<NonNull<u8>, balloc_core::AllocError>,
+) -> Result<NonNull<[u8]>, ApiAllocError> {
+    if layout.size() == 0 {
+        return Ok(dangling(layout));
+    }
+    let p = alloc(layout).map_err(|_| ApiAllocError)?;
+    let len = 1usize << layout_order(layout.size(), layout.align());
+    Ok(NonNull::slice_from_raw_parts(p, len))
+}
+
 // SAFETY: blocks are valid for their whole size (a power of two ≥ layout.size(), aligned to it)
 // until deallocated; the allocator (a shared reference to the pool) may be copied freely and
 // all copies refer to the same pool. Zero-sized requests get a dangling, aligned pointer.
 unsafe impl Allocator for &ConcurrentPool {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if layout.size() == 0 {
-            return Ok(dangling(layout));
-        }
-        let p = self.alloc_layout(layout).map_err(|_| ApiAllocError)?;
-        let len = 1usize << layout_order(layout.size(), layout.align());
-        Ok(NonNull::slice_from_raw_parts(p, len))
+        allocate_with(layout, |l| self.alloc_layout(l))
     }
 
     #[inline]
@@ -85,12 +95,7 @@ unsafe impl Allocator for &ConcurrentPool {
 unsafe impl Allocator for &LocalCache<'_> {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
-        if layout.size() == 0 {
-            return Ok(dangling(layout));
-        }
-        let p = self.alloc_layout(layout).map_err(|_| ApiAllocError)?;
-        let len = 1usize << layout_order(layout.size(), layout.align());
-        Ok(NonNull::slice_from_raw_parts(p, len))
+        allocate_with(layout, |l| self.alloc_layout(l))
     }
 
     #[inline]

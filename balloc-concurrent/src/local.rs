@@ -4,8 +4,8 @@ use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use balloc_core::order::{fast_layout_order, layout_order};
-use balloc_core::{btok, AllocError, FreeError};
+use balloc_core::order::{checked_size_order, fast_layout_order, layout_order};
+use balloc_core::{AllocError, FreeError};
 
 use crate::cache::Cache;
 use crate::pool::ConcurrentPool;
@@ -92,20 +92,14 @@ impl<'a> LocalCache<'a> {
         if let Some(p) = self.fast().pop_ptr(fast_layout_order(size, 1)) {
             return Ok(p);
         }
-        self.alloc_slow(size, btok(size))
+        self.alloc_slow(size)
     }
 
     /// Out-of-line slow path for `alloc`: checks, refill, shared bitmaps.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, size: usize, k: u32) -> Result<NonNull<u8>, AllocError> {
-        if size == 0 {
-            return Err(AllocError::ZeroSize);
-        }
-        if k > self.pool.kval() {
-            return Err(AllocError::TooLarge { requested: size });
-        }
-        self.alloc_order(k)
+    fn alloc_slow(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        self.alloc_order(checked_size_order(size, self.pool.kval())?)
     }
 
     /// Allocates a block that fits `layout`.

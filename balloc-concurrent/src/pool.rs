@@ -3,8 +3,10 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use balloc_core::order::{fast_layout_order, layout_order};
-use balloc_core::{btok, AllocError, FreeError, InitError, Stats};
+use balloc_core::order::{
+    checked_layout_order, checked_size_order, fast_layout_order, layout_order,
+};
+use balloc_core::{AllocError, FreeError, InitError, Stats};
 
 use crate::builder::PoolBuilder;
 use crate::local::LocalCache;
@@ -146,14 +148,7 @@ impl ConcurrentPool {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
-        if size == 0 {
-            return Err(AllocError::ZeroSize);
-        }
-        let k = btok(size);
-        if k > self.kval {
-            return Err(AllocError::TooLarge { requested: size });
-        }
-        self.alloc_order(k)
+        self.alloc_order(checked_size_order(size, self.kval)?)
     }
 
     /// Allocates a block that fits `layout` (order `btok(max(size, align))`).
@@ -176,21 +171,7 @@ impl ConcurrentPool {
     }
 
     pub(crate) fn layout_order(&self, layout: Layout) -> Result<u32, AllocError> {
-        if layout.size() == 0 {
-            return Err(AllocError::ZeroSize);
-        }
-        if layout.align() > self.size() {
-            return Err(AllocError::AlignmentTooLarge {
-                align: layout.align(),
-            });
-        }
-        let k = layout_order(layout.size(), layout.align());
-        if k > self.kval {
-            return Err(AllocError::TooLarge {
-                requested: layout.size(),
-            });
-        }
-        Ok(k)
+        checked_layout_order(layout, self.kval)
     }
 
     #[inline]

@@ -4,6 +4,10 @@
 //! multiple of `2^k`. Its buddy is the block whose offset differs only in bit `k`.
 //! The constants are the seed library's, with the same names and values.
 
+use core::alloc::Layout;
+
+use crate::error::AllocError;
+
 /// Order of the pool built by `BuddyPool::new(0)`: 2^30 bytes (1 GiB).
 pub const DEFAULT_K: u32 = 30;
 /// Order of the smallest pool: 2^20 bytes (1 MiB). Smaller requests round up to it.
@@ -94,4 +98,45 @@ pub const fn fast_layout_order(size: usize, align: usize) -> u32 {
 #[inline]
 pub const fn order_size(k: u32) -> usize {
     1usize << k
+}
+
+/// The order a pool of order `kval` serves `alloc(size)` with: `btok(size)`.
+///
+/// # Errors
+/// [`AllocError::ZeroSize`] for 0; [`AllocError::TooLarge`] when the block would exceed the pool.
+#[inline]
+pub fn checked_size_order(size: usize, kval: u32) -> Result<u32, AllocError> {
+    if size == 0 {
+        return Err(AllocError::ZeroSize);
+    }
+    let k = btok(size);
+    if k > kval {
+        return Err(AllocError::TooLarge { requested: size });
+    }
+    Ok(k)
+}
+
+/// The order a pool of order `kval` serves `alloc_layout(layout)` with:
+/// `btok(max(size, align))`.
+///
+/// # Errors
+/// [`AllocError::ZeroSize`], [`AllocError::AlignmentTooLarge`] (alignment above the pool size)
+/// or [`AllocError::TooLarge`].
+#[inline]
+pub fn checked_layout_order(layout: Layout, kval: u32) -> Result<u32, AllocError> {
+    if layout.size() == 0 {
+        return Err(AllocError::ZeroSize);
+    }
+    if layout.align().trailing_zeros() > kval {
+        return Err(AllocError::AlignmentTooLarge {
+            align: layout.align(),
+        });
+    }
+    let k = layout_order(layout.size(), layout.align());
+    if k > kval {
+        return Err(AllocError::TooLarge {
+            requested: layout.size(),
+        });
+    }
+    Ok(k)
 }

@@ -18,7 +18,7 @@ use core::ptr::NonNull;
 use crate::error::{AllocError, FreeError, InitError};
 use crate::free_list::{FreeLists, NIL};
 use crate::geometry::{block_offset, find_live_block, metadata_words, Geometry};
-use crate::order::{btok, layout_order, MAX_K, MIN_K, SMALLEST_K};
+use crate::order::{btok, checked_layout_order, checked_size_order, MAX_K, MIN_K, SMALLEST_K};
 use crate::stats::Stats;
 
 #[cfg(feature = "std")]
@@ -199,14 +199,7 @@ impl BuddyPool {
     /// [`AllocError::OutOfMemory`] when no block is free (the pool works again after frees).
     #[inline]
     pub fn alloc(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
-        if size == 0 {
-            return Err(AllocError::ZeroSize);
-        }
-        let k = btok(size);
-        if k > self.kval() {
-            return Err(AllocError::TooLarge { requested: size });
-        }
-        self.alloc_order(k)
+        self.alloc_order(checked_size_order(size, self.kval())?)
     }
 
     /// Allocates a block that fits `layout`: order `btok(max(size, align))`, so any alignment up
@@ -217,21 +210,7 @@ impl BuddyPool {
     /// the pool size.
     #[inline]
     pub fn alloc_layout(&mut self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        if layout.size() == 0 {
-            return Err(AllocError::ZeroSize);
-        }
-        if layout.align() > self.size() {
-            return Err(AllocError::AlignmentTooLarge {
-                align: layout.align(),
-            });
-        }
-        let k = layout_order(layout.size(), layout.align());
-        if k > self.kval() {
-            return Err(AllocError::TooLarge {
-                requested: layout.size(),
-            });
-        }
-        self.alloc_order(k)
+        self.alloc_order(checked_layout_order(layout, self.kval())?)
     }
 
     /// Allocates a block of exactly order `k` (`SMALLEST_K <= k <= kval`).

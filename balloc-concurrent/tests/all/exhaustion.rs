@@ -79,5 +79,9 @@ fn race_for_4k_blocks() {
 
 #[test]
 fn race_for_uncached_64k_blocks() {
-    race(if cfg!(miri) { 2 } else { 8 }, if cfg!(miri) { 1 << 20 } else { 1 << 22 }, 65536);
+    race(
+        if cfg!(miri) { 2 } else { 8 },
+        if cfg!(miri) { 1 << 20 } else { 1 << 22 },
+        65536,
+    );
 }
