@@ -259,7 +259,7 @@ impl Worker<'_, '_> {
         let (p, want) = match *g {
             Garbage::Misaligned(off) => {
                 let off = off as usize % size;
-                let off = if off % 64 == 0 { off + 1 } else { off };
+                let off = if off.is_multiple_of(64) { off + 1 } else { off };
                 (base.wrapping_add(off), FreeError::Misaligned)
             }
             Garbage::Before(n) => (base.wrapping_sub(1 + n as usize), FreeError::OutOfPool),

@@ -242,7 +242,7 @@ impl Model {
         // are always merged).
         let in_place = |m: &Self| {
             let end = b.addr() + (1 << nk);
-            b.addr() % (1 << nk) == 0
+            b.addr().is_multiple_of(1 << nk)
                 && !m
                     .live
                     .iter()
@@ -332,7 +332,7 @@ impl Model {
         let off = addr.wrapping_sub(self.base());
         if addr < self.base() || off >= self.size() {
             Err(FreeError::OutOfPool)
-        } else if off % (1 << SMALLEST_K) != 0 {
+        } else if !off.is_multiple_of(1 << SMALLEST_K) {
             Err(FreeError::Misaligned)
         } else if let Some(i) = self.live.iter().position(|b| b.addr() == addr) {
             Ok(i)
