@@ -15,7 +15,7 @@ use core::alloc::Layout;
 use core::hint::black_box;
 use core::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Barrier;
+use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
@@ -100,13 +100,12 @@ struct Clock {
 const SLOW_OP: Duration = Duration::from_micros(30);
 
 impl Clock {
-    /// Starts now.
-    fn start(budget: Budget) -> Self {
-        let now = Instant::now();
+    /// A clock for a run that started at `start`.
+    fn new(budget: Budget, start: Instant) -> Self {
         Self {
             budget,
-            start: now,
-            last: now,
+            start,
+            last: start,
             chunk: CHUNK,
         }
     }
@@ -184,13 +183,32 @@ impl ThreadOut {
     }
 }
 
-/// Runs `body(thread_index, barrier)` once on every thread of `pool`, concurrently.
+/// Where the threads of a run wait for each other.
+struct Gate {
+    barrier: Barrier,
+    start: OnceLock<Instant>,
+}
+
+impl Gate {
+    /// Waits for every thread, then returns the run's start: one instant for all threads, read
+    /// by the first thread out. Deadlines count from it, so a thread that gets its first time
+    /// slice late (16 threads on 2 cores) does less work rather than stretching the run.
+    fn open(&self) -> Instant {
+        self.barrier.wait();
+        *self.start.get_or_init(Instant::now)
+    }
+}
+
+/// Runs `body(thread_index, gate)` once on every thread of `pool`, concurrently.
 fn on_threads<F>(pool: &ThreadPool, body: F) -> (Outcome, Vec<ThreadOut>)
 where
-    F: Fn(usize, &Barrier) -> ThreadOut + Sync,
+    F: Fn(usize, &Gate) -> ThreadOut + Sync,
 {
-    let barrier = Barrier::new(pool.current_num_threads());
-    let outs = pool.broadcast(|ctx| body(ctx.index(), &barrier));
+    let gate = Gate {
+        barrier: Barrier::new(pool.current_num_threads()),
+        start: OnceLock::new(),
+    };
+    let outs = pool.broadcast(|ctx| body(ctx.index(), &gate));
     let start = outs
         .iter()
         .map(|o| o.start)
@@ -226,10 +244,9 @@ fn layout(size: usize) -> Layout {
 /// `pair`: alloc + free of one size in a loop, on every thread.
 pub fn pair<A: BenchAlloc>(a: &A, pool: &ThreadPool, size: usize, budget: Budget) -> Outcome {
     let layout = layout(size);
-    on_threads(pool, |_, barrier| {
+    on_threads(pool, |_, gate| {
         let mut local = a.local();
-        barrier.wait();
-        let mut clock = Clock::start(budget);
+        let mut clock = Clock::new(budget, gate.open());
         let mut out = ThreadOut::new(clock.start);
         loop {
             let n = clock.next(out.ops);
@@ -257,12 +274,11 @@ pub fn pair<A: BenchAlloc>(a: &A, pool: &ThreadPool, size: usize, budget: Budget
 /// `batch`: per round, [`BATCH_LEN`] allocations cycling through [`BATCH_SIZES`], then their
 /// frees in allocation order.
 pub fn batch<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget) -> Outcome {
-    on_threads(pool, |_, barrier| {
+    on_threads(pool, |_, gate| {
         let mut local = a.local();
         let mut live: Vec<Block> = Vec::with_capacity(BATCH_LEN);
         let mut rounds = 0;
-        barrier.wait();
-        let mut clock = Clock::start(budget);
+        let mut clock = Clock::new(budget, gate.open());
         let mut out = ThreadOut::new(clock.start);
         let timed = matches!(budget, Budget::Time(_));
         // Ops left before the next clock read (deadline runs only).
@@ -318,7 +334,7 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
         .map(|_| CachePadded::new(ArrayQueue::new(LARSON_INBOX)))
         .collect();
     let inboxes = &inboxes;
-    on_threads(pool, |t, barrier| {
+    on_threads(pool, |t, gate| {
         let mut local = a.local();
         let mut rng = Rng::new(seed, t as u64);
         let mut errors = 0;
@@ -327,8 +343,7 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
             .collect();
         let next = &inboxes[(t + 1) % threads];
         let mine = &inboxes[t];
-        barrier.wait();
-        let mut clock = Clock::start(budget);
+        let mut clock = Clock::new(budget, gate.open());
         let start = clock.start;
         let mut ops = 0;
         loop {
@@ -356,7 +371,7 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
         }
         let end = Instant::now();
         // Nobody pushes once everyone is past this barrier.
-        barrier.wait();
+        gate.barrier.wait();
         for b in window.drain(..).chain(std::iter::from_fn(|| mine.pop())) {
             // SAFETY: as above: every block here is live and owned by this thread now.
             unsafe { local.dealloc(b.ptr, b.layout) };
@@ -401,13 +416,12 @@ pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget
         .collect();
     let rings = &rings;
     let layout = layout(PC_SIZE);
-    on_threads(pool, |t, barrier| {
+    on_threads(pool, |t, gate| {
         let mut local = a.local();
         let solo = threads == 1;
         let idle = t / 2 >= pairs;
         let (ring, done) = &**rings.get(t / 2).unwrap_or(&rings[0]);
-        barrier.wait();
-        let mut clock = Clock::start(budget);
+        let mut clock = Clock::new(budget, gate.open());
         let mut out = ThreadOut::new(clock.start);
         if idle {
         } else if solo || t % 2 == 0 {
@@ -487,13 +501,12 @@ pub fn fragmentation<A: BenchAlloc>(
     seed: u64,
 ) -> Outcome {
     let stop = AtomicBool::new(false);
-    let (mut outcome, outs) = on_threads(pool, |t, barrier| {
+    let (mut outcome, outs) = on_threads(pool, |t, gate| {
         let mut local = a.local();
         let mut rng = Rng::new(seed, t as u64);
         let mut live: Vec<Block> = Vec::new();
         let mut live_bytes = 0usize;
-        barrier.wait();
-        let mut out = ThreadOut::new(Instant::now());
+        let mut out = ThreadOut::new(gate.open());
         while !stop.load(Ordering::Relaxed) {
             if live.is_empty() || rng.below(5) < FRAG_ALLOC_IN_FIVE {
                 let e = rng.between(FRAG_EXPONENTS.0 as usize, FRAG_EXPONENTS.1 as usize);
@@ -517,11 +530,11 @@ pub fn fragmentation<A: BenchAlloc>(
         }
         out.end = Instant::now();
         out.live = live_bytes;
-        barrier.wait();
+        gate.barrier.wait();
         if t == 0 {
             out.allocated = a.allocated_bytes();
         }
-        barrier.wait();
+        gate.barrier.wait();
         for b in live {
             // SAFETY: as above.
             unsafe { local.dealloc(b.ptr, b.layout) };
