@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzing (cargo-fuzz, libFuzzer + AddressSanitizer, nightly): runs every target in fuzz/ for
-# SECONDS each, starting from the committed seeds in fuzz/corpus/<target>/, then replays the
-# corpus of core_ops once more with balloc-core's `debug-fill` hardening. Prints executions and
+# SECONDS each, starting from the committed seeds in fuzz/corpus/<target>/, then replays each
+# corpus once more with the pools' `debug-fill` hardening. Prints executions and
 # coverage per target; fails on a crash, a leak, a timeout (a hang, e.g. a deadlock) or any error.
 # Usage: ci/fuzz.sh [SECONDS]   (default 60)
 set -euo pipefail
@@ -59,25 +59,25 @@ for t in "${targets[@]}"; do
 done
 
 # debug-fill makes every free fill the block and every allocation check it byte by byte, which
-# runs the fuzz target about 12 times slower; so it does not fuzz, it replays every input the run
-# above found interesting (-runs=0), which checks that balloc-core never writes into free memory
-# it does not own on all of them.
-t=core_ops
-log="$work/$t-debug-fill.log"
-echo "--- replaying the $t corpus with balloc-core's debug-fill (log: $log)"
-set +e
-cargo +nightly fuzz run "$t" --features debug-fill "$work/corpus/$t" "fuzz/corpus/$t" -- \
-    -runs=0 -timeout=60 -print_final_stats=1 >"$log" 2>&1
-rc=$?
-set -e
-grep -E '^stat::number_of_executed_units|INITED|DONE' "$log" | tail -n 3 || true
-execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
-summary+=("$(printf '%-15s executions %-9s (corpus replay with debug-fill)' "$t" "${execs:-?}")")
-if [ "$rc" -ne 0 ]; then
-    echo "!!! $t with debug-fill FAILED (exit $rc); the end of its log:"
-    tail -n 60 "$log"
-    failed+=("$t (debug-fill)")
-fi
+# runs core_ops about 12 times slower; so it does not fuzz, it replays every input the runs above
+# found interesting (-runs=0), checking on all of them that neither pool writes into free memory.
+for t in "${targets[@]}"; do
+    log="$work/$t-debug-fill.log"
+    echo "--- replaying the $t corpus with debug-fill (log: $log)"
+    set +e
+    cargo +nightly fuzz run "$t" --features debug-fill "$work/corpus/$t" "fuzz/corpus/$t" -- \
+        -runs=0 -timeout=60 -print_final_stats=1 >"$log" 2>&1
+    rc=$?
+    set -e
+    grep -E 'INITED|DONE' "$log" | tail -n 2 || true
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
+    summary+=("$(printf '%-15s executions %-9s (corpus replay with debug-fill)' "$t" "${execs:-?}")")
+    if [ "$rc" -ne 0 ]; then
+        echo "!!! $t with debug-fill FAILED (exit $rc); the end of its log:"
+        tail -n 60 "$log"
+        failed+=("$t (debug-fill)")
+    fi
+done
 
 echo
 echo "=== fuzz summary (${seconds}s per target)"
