@@ -14,9 +14,16 @@ fi
 crates=("$@")
 [ ${#crates[@]} -gt 0 ] || crates=(balloc-core)
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance}"
+# balloc-concurrent writes tags atomically into block memory that callers write non-atomically
+# (allowed, never racing); this nightly's weak-memory emulation ICEs on that mix
+# ("cannot have empty store buffer when previous write was atomic", cf. rust-lang/miri#5185).
+# Data races, Stacked Borrows and provenance are still checked; loom-tests model the orderings.
+concurrent_flags="-Zmiri-disable-weak-memory-emulation"
 cargo +nightly miri setup >/dev/null
 for c in "${crates[@]}"; do
-    echo "--- miri: $c ($MIRIFLAGS)"
-    cargo +nightly miri test -p "$c" --lib --test all
+    flags="$MIRIFLAGS"
+    [ "$c" = balloc-concurrent ] && flags="$flags $concurrent_flags"
+    echo "--- miri: $c ($flags)"
+    MIRIFLAGS="$flags" cargo +nightly miri test -p "$c" --lib --test all
     echo "NOTE: miri ran $c lib + tests/all; RSS and debug-fill tests need a real OS and run in ci/test.sh"
 done

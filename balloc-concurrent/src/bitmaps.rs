@@ -23,6 +23,11 @@ use crate::words::AtomicWords;
 /// The free and live bitmaps of a pool, with the free bitmap's summaries.
 #[derive(Debug)]
 pub(crate) struct BlockMaps {
+    /// Low 32 bits: splits and merges in flight (free memory out of the bitmaps for a moment);
+    /// high 32 bits: how many have finished. An allocation that finds nothing reports
+    /// out-of-memory only if this word did not change across its whole search, except for its
+    /// own transit, so memory in transit (or freed meanwhile) never causes a false OOM.
+    transit: AtomicU64,
     geometry: Geometry,
     /// `geometry.words()` free words, then as many live words.
     bits: AtomicWords,
@@ -38,6 +43,7 @@ impl BlockMaps {
         let summary_layout = SummaryLayout::new(&geometry);
         let summary = AtomicWords::zeroed(summary_layout.total_words())?;
         Ok(Self {
+            transit: AtomicU64::new(0),
             geometry,
             bits,
             summary_layout,
@@ -107,8 +113,16 @@ impl BlockMaps {
 
     /// Returns block `index` of order `k` (no longer live) to the free bitmap, merging with free
     /// buddies: per level, one CAS either takes the buddy (merge, go up) or sets our bit (done).
-    /// Returns the order and index of the free block that results.
-    pub(crate) fn release(&self, mut k: u32, mut index: usize) -> (u32, usize) {
+    /// Returns the order and index of the free block that results. Counted as a transit.
+    pub(crate) fn release(&self, k: u32, index: usize) -> (u32, usize) {
+        self.begin_transit();
+        let r = self.release_in_transit(k, index);
+        self.end_transit();
+        r
+    }
+
+    /// As [`Self::release`], inside a transit the caller opened (one for a whole batch).
+    pub(crate) fn release_in_transit(&self, mut k: u32, mut index: usize) -> (u32, usize) {
         let kval = self.geometry.kval();
         loop {
             let (w, mine) = self.geometry.locate(k, index);
@@ -133,6 +147,35 @@ impl BlockMaps {
                 }
             }
         }
+    }
+
+    /// Opens a transit: free memory may leave the bitmaps for a moment (a split or a merge), or
+    /// memory is about to come back (a free).
+    #[inline]
+    pub(crate) fn begin_transit(&self) {
+        // SeqCst: transits and out-of-memory checks are totally ordered with the bitmap RMWs,
+        // so a checker that sees the word unchanged saw no transit overlap its search.
+        self.transit.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Closes a transit: one fewer in flight, one more finished.
+    #[inline]
+    pub(crate) fn end_transit(&self) {
+        // SeqCst: as in begin_transit. Adds 2^32 - 1: count - 1, generation + 1.
+        self.transit.fetch_add((1 << 32) - 1, Ordering::SeqCst);
+    }
+
+    /// The transit word, to compare after a search.
+    #[inline]
+    pub(crate) fn transit_snapshot(&self) -> u64 {
+        self.transit.load(Ordering::SeqCst)
+    }
+
+    /// True when, since `before`, exactly one transit (the caller's own) began and ended and
+    /// none is in flight: nothing could have moved free memory behind the caller's search.
+    #[inline]
+    pub(crate) fn quiet_since(&self, before: u64) -> bool {
+        self.transit_snapshot() == before.wrapping_add(1 << 32) && before & 0xFFFF_FFFF == 0
     }
 
     /// Sets the live bits `mask` of the word holding block `first` of order `k` (`first` is the

@@ -54,14 +54,14 @@ impl PoolBuilder {
     }
 
     /// Orders whose blocks go through per-thread caches (clamped to 6..=16 and below the pool's
-    /// own order). Default 6..=12 (64 B to 4 KiB).
+    /// own order). Default 6..=16 (64 B to 64 KiB).
     pub fn cached_orders(mut self, orders: RangeInclusive<u32>) -> Self {
         self.cached_orders = orders;
         self
     }
 
     /// Blocks per cached order per thread (further capped at 64 KiB and at 1/256 of the pool
-    /// per order). 0 turns caching off: every call goes to the shared bitmaps. Default 64.
+    /// per order). 0 turns caching off: every call goes to the shared bitmaps. Default 256.
     pub fn cache_capacity(mut self, blocks: usize) -> Self {
         self.capacity = blocks;
         self

@@ -425,7 +425,7 @@ impl Cache {
         let len = s.len.load(Ordering::Relaxed);
         let count = count.min(len);
         // SAFETY: the first `count <= len` slots are initialised and ours.
-        let batch = unsafe { core::slice::from_raw_parts_mut(s.slots, count) };
+        let batch = unsafe { core::slice::from_raw_parts(s.slots, count) };
         self.core().free_batch(k, batch);
         // SAFETY: both ranges lie within the stack's `len` initialised slots.
         unsafe { core::ptr::copy(s.slots.add(count), s.slots, len - count) };

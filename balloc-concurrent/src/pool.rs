@@ -20,7 +20,7 @@ const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
 /// A buddy pool many threads allocate from and free to at once.
 ///
 /// Blocks are powers of two from 64 B to the pool size, aligned to their size, with no header.
-/// Small blocks (by default 64 B to 4 KiB) go through per-thread caches: a hit is a few plain
+/// Blocks (by default 64 B to 64 KiB) go through per-thread caches: a hit is a few plain
 /// loads and stores. Everything else, and every cache miss, uses atomic per-order bitmaps with
 /// no lock. [`free`](Self::free) validates like `BuddyPool::free`.
 ///

@@ -235,16 +235,41 @@ impl Core {
         unsafe { NonNull::new_unchecked(self.base.as_ptr().wrapping_add(off)) }
     }
 
-    /// Claims one free block of order `k` or, failing that, of the smallest larger order.
-    /// Returns its order and offset.
-    fn take_one(&self, k: u32) -> Option<(u32, usize)> {
-        for j in k..=self.kval {
+    /// Claims one free block of an order above `k` (the smallest that has one), for the caller
+    /// to split. Call inside a transit. Returns its order and offset.
+    fn claim_above(&self, k: u32) -> Option<(u32, usize)> {
+        for j in k + 1..=self.kval {
             if let Some((first, bits)) = self.maps.claim(j, 1) {
                 let index = first + bits.trailing_zeros() as usize;
                 return Some((j, index << j));
             }
         }
         None
+    }
+
+    /// One free block of order `k`, splitting a larger one if needed; `None` only when no free
+    /// block of order `k` or above existed at one moment (no split, merge or free overlapped a
+    /// search that found nothing: see `BlockMaps::transit`).
+    fn take_one(&self, k: u32) -> Option<usize> {
+        loop {
+            let before = self.maps.transit_snapshot();
+            if let Some((first, bits)) = self.maps.claim(k, 1) {
+                return Some((first + bits.trailing_zeros() as usize) << k);
+            }
+            self.maps.begin_transit();
+            let found = self.claim_above(k);
+            if let Some((j, off)) = found {
+                self.split_down(off, j, k);
+            }
+            self.maps.end_transit();
+            if let Some((_, off)) = found {
+                return Some(off);
+            }
+            if self.maps.quiet_since(before) {
+                return None;
+            }
+            crate::primitive::yield_now();
+        }
     }
 
     /// Splits the block at `off` of order `j` down to order `t`, publishing the upper halves
@@ -258,8 +283,7 @@ impl Core {
     /// Takes one block of order `k` from the shared bitmaps for a caller: claim (or split),
     /// clear its tag, mark it live. Returns its offset.
     pub(crate) fn alloc_shared(&self, k: u32) -> Option<usize> {
-        let (j, off) = self.take_one(k)?;
-        self.split_down(off, j, k);
+        let off = self.take_one(k)?;
         Self::debug_check(self.base, off, k);
         if self.config.caches(k) {
             // SAFETY: the block is ours (claimed, not yet live) and inside the region.
@@ -277,12 +301,19 @@ impl Core {
             claimed
         } else {
             // Split one larger block into up to `want` blocks of order k (a power of two).
+            // A miss here is not out-of-memory: the caller falls back to `alloc_shared`, which
+            // decides that exactly.
             let span = usize::BITS - 1 - want.leading_zeros(); // log2(want), rounded down
-            let Some((j, off)) = self.take_one(k + 1) else {
+            self.maps.begin_transit();
+            let found = self.claim_above(k);
+            if let Some((j, off)) = found {
+                self.split_down(off, j, (k + span).min(j));
+            }
+            self.maps.end_transit();
+            let Some((j, off)) = found else {
                 return 0;
             };
             let t = (k + span).min(j);
-            self.split_down(off, j, t);
             let n = 1usize << (t - k);
             let first = off >> k;
             let shift = first % 64;
@@ -324,11 +355,12 @@ impl Core {
     }
 
     /// Returns a batch of cached blocks of order `k` (live, owned by the caller) to the shared
-    /// bitmaps: live bits cleared with one `fetch_and` per word, and buddy pairs inside the
-    /// batch merged locally (both are ours), so a flush of neighbours costs far fewer CASes.
-    /// Sorts `offs`.
-    pub(crate) fn free_batch(&self, k: u32, offs: &mut [usize]) {
-        offs.sort_unstable();
+    /// bitmaps: live bits of neighbouring entries in the same word cleared with one
+    /// `fetch_and`, and buddy pairs that sit next to each other merged locally (both are ours),
+    /// so a flush of neighbours (the common case: blocks freed in allocation order) costs far
+    /// fewer CASes. No sort: it cost more than it saved (callgrind, `batch` workload).
+    pub(crate) fn free_batch(&self, k: u32, offs: &[usize]) {
+        self.maps.begin_transit();
         let mut i = 0;
         while i < offs.len() {
             // Clear the live bits of every block in this word at once.
@@ -345,16 +377,17 @@ impl Core {
             let mut m = i;
             while m < j {
                 let index = offs[m] >> k;
-                if index % 2 == 0 && m + 1 < j && offs[m + 1] >> k == index + 1 && k < self.kval {
-                    self.maps.release(k + 1, index / 2);
+                if m + 1 < j && offs[m + 1] >> k == index ^ 1 && k < self.kval {
+                    self.maps.release_in_transit(k + 1, index / 2);
                     m += 2;
                 } else {
-                    self.maps.release(k, index);
+                    self.maps.release_in_transit(k, index);
                     m += 1;
                 }
             }
             i = j;
         }
+        self.maps.end_transit();
     }
 
     /// A validated free without a cache: claim the tag (cacheable orders, so a racing free of

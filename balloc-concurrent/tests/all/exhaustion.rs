@@ -85,3 +85,51 @@ fn race_for_uncached_64k_blocks() {
         65536,
     );
 }
+
+/// Splits and merges move free memory between orders; an allocation that searches while
+/// another thread is mid-merge must not report out-of-memory (it once did: the bench's
+/// `pair-64k` saw `OutOfMemory` with at most four 64 KiB blocks live in 1 GiB).
+#[test]
+fn no_false_out_of_memory_while_others_split_and_merge() {
+    let (threads, rounds) = if cfg!(miri) { (2, 20) } else { (2, 200_000) };
+    for caching in [false, true] {
+        let pool = ConcurrentPool::builder()
+            .size(if cfg!(miri) { 1 << 20 } else { 1 << 30 })
+            .cache_capacity(if caching { 256 } else { 0 })
+            .build()
+            .unwrap();
+        let failures: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let pool = &pool;
+                    s.spawn(move || {
+                        let local = pool.local();
+                        let mut failed = 0;
+                        for i in 0..rounds {
+                            // Mostly 64 KiB: each alloc splits a big block, each free merges it back.
+                            let size = if (i + t) % 8 == 0 {
+                                1 << (6 + (i + t) % 10)
+                            } else {
+                                65536
+                            };
+                            let r = if t % 2 == 0 {
+                                local.alloc(size)
+                            } else {
+                                pool.alloc(size)
+                            };
+                            match r {
+                                Ok(p) => local.free(p).unwrap(),
+                                Err(_) => failed += 1,
+                            }
+                        }
+                        failed
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(failures, 0, "caching {caching}: false out-of-memory");
+        pool.flush_thread_cache();
+        assert_whole(&pool);
+    }
+}
