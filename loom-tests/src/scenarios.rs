@@ -19,7 +19,7 @@ use crate::check::{
     cached, check_quiescent, fill_all_but_last_block, finish, tolerated_oom, uncached, Block,
     BROKEN, MIN,
 };
-use crate::sync::{is_up, raise, thread, wait_for, AtomicBool};
+use crate::sync::{is_up, join, raise, spawn, wait_for, AtomicBool};
 
 /// Two smallest blocks: the tiniest pool loom accepts.
 const TWO_BLOCKS: usize = 2 * MIN;
@@ -67,10 +67,10 @@ pub fn whole_pool_claimed_once() {
     let size = pool.size();
     let t = {
         let pool = Arc::clone(&pool);
-        thread::spawn(move || Block::try_alloc(&pool, size, 1))
+        spawn(move || Block::try_alloc(&pool, size, 1))
     };
     let mine = Block::try_alloc(&pool, size, 0);
-    let theirs = t.join().unwrap();
+    let theirs = join(t);
     let held = collect([mine, theirs]);
     assert_eq!(
         held.len(),
@@ -89,10 +89,10 @@ pub fn two_smallest_blocks() {
     let done = flags::<2>();
     let t = {
         let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
-        thread::spawn(move || race_alloc(&pool, half, 1, &done, true))
+        spawn(move || race_alloc(&pool, half, 1, &done, true))
     };
     let mine = race_alloc(&pool, half, 0, &done, true);
-    let theirs = t.join().unwrap();
+    let theirs = join(t);
     assert!(
         mine.is_some() || theirs.is_some(),
         "{BROKEN}: both threads ran out of memory in an empty pool"
@@ -109,10 +109,10 @@ pub fn buddies_freed_at_once() {
     let b = Block::alloc(&pool, half, 1);
     let t = {
         let pool = Arc::clone(&pool);
-        thread::spawn(move || b.free(&pool))
+        spawn(move || b.free(&pool))
     };
     a.free(&pool);
-    t.join().unwrap();
+    join(t);
     let s = pool.stats();
     assert!(
         s.is_coalesced(),
@@ -131,11 +131,11 @@ pub fn merge_cascade() {
     let c = Block::alloc(&pool, half, 2);
     let ts = [b, c].map(|blk| {
         let pool = Arc::clone(&pool);
-        thread::spawn(move || blk.free(&pool))
+        spawn(move || blk.free(&pool))
     });
     a.free(&pool);
     for t in ts {
-        t.join().unwrap();
+        join(t);
     }
     let s = pool.stats();
     assert!(
@@ -155,7 +155,7 @@ pub fn merge_races_claim() {
     let freed = flags::<2>();
     let ts = [x, y].into_iter().enumerate().map(|(i, blk)| {
         let (pool, freed) = (Arc::clone(&pool), Arc::clone(&freed));
-        thread::spawn(move || {
+        spawn(move || {
             blk.free(&pool);
             raise(&freed[i]);
         })
@@ -171,7 +171,7 @@ pub fn merge_races_claim() {
         tolerated_oom();
     }
     for t in ts {
-        t.join().unwrap();
+        join(t);
     }
     finish(&pool, collect([mine]));
 }
@@ -184,10 +184,10 @@ pub fn split_race_same_order() {
     let done = flags::<2>();
     let t = {
         let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
-        thread::spawn(move || race_alloc(&pool, quarter, 1, &done, true))
+        spawn(move || race_alloc(&pool, quarter, 1, &done, true))
     };
     let mine = race_alloc(&pool, quarter, 0, &done, true);
-    let theirs = t.join().unwrap();
+    let theirs = join(t);
     assert!(
         mine.is_some() || theirs.is_some(),
         "{BROKEN}: both threads ran out of memory in an empty pool"
@@ -202,10 +202,10 @@ pub fn split_race_mixed_orders() {
     let done = flags::<2>();
     let t = {
         let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
-        thread::spawn(move || race_alloc(&pool, quarter, 1, &done, true))
+        spawn(move || race_alloc(&pool, quarter, 1, &done, true))
     };
     let mine = race_alloc(&pool, half, 0, &done, true);
-    let theirs = t.join().unwrap();
+    let theirs = join(t);
     assert!(
         mine.is_some() || theirs.is_some(),
         "{BROKEN}: both threads ran out of memory in an empty pool"
@@ -221,21 +221,21 @@ fn last_block_cached_by_thread_1() -> (Arc<ConcurrentPool>, Vec<Block>) {
     (pool, held)
 }
 
-/// Thread 1's part: take the last block into its cache (alloc through a refill, free into the
-/// cache), then say so.
-fn cache_the_last_block(pool: &ConcurrentPool, cached_flag: &AtomicBool) {
+/// Thread 1's part: take a smallest block (in the cache models: the last one) into its cache
+/// (alloc through a refill, free into the cache), then say so.
+fn cache_a_block(pool: &ConcurrentPool, cached_flag: &AtomicBool) {
     Block::alloc(pool, MIN, 1).free(pool);
     raise(cached_flag);
 }
 
 /// Thread 0's allocation of the last block while thread 1 may be handing it back: if `gone`
-/// was up before it began, it must succeed. Afterwards (once `join` has waited for thread 1 to
-/// be done) a retry must succeed. Then the whole pool is checked.
+/// was up before it began, it must succeed. Afterwards (once `wait` has joined thread 1) a
+/// retry must succeed. Then the whole pool is checked.
 fn alloc_last_block(
     pool: &ConcurrentPool,
     mut held: Vec<Block>,
     gone: &AtomicBool,
-    join: impl FnOnce(),
+    wait: impl FnOnce(),
     what: &str,
 ) {
     let seen = is_up(gone);
@@ -248,7 +248,7 @@ fn alloc_last_block(
         );
         tolerated_oom();
     }
-    join();
+    wait();
     let b = first.unwrap_or_else(|| {
         Block::try_alloc(pool, MIN, 0).unwrap_or_else(|| {
             panic!("{BROKEN}: false out-of-memory: the only free block was {what}")
@@ -265,45 +265,34 @@ pub fn cache_flush_races_alloc() {
     let f = flags::<2>(); // [cached, flushed]
     let t = {
         let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
-        thread::spawn(move || {
-            cache_the_last_block(&pool, &f[0]);
+        spawn(move || {
+            cache_a_block(&pool, &f[0]);
             pool.flush_thread_cache();
             raise(&f[1]);
         })
     };
     wait_for(&f[0]);
-    alloc_last_block(
-        &pool,
-        held,
-        &f[1],
-        || t.join().unwrap(),
-        "flushed from a cache",
-    );
+    alloc_last_block(&pool, held, &f[1], || join(t), "flushed from a cache");
 }
 
 /// Model 5b: a thread exits (its thread-local cache is retired by the destructor) while
-/// another allocates the one block that cache holds. A third thread joins the exiting one and
-/// raises a flag, so "exit finished" is observable.
+/// another allocates the one block that cache holds. The allocation may run out while the
+/// cache lives; once the thread is joined (and, under loom, its destructors have run: see
+/// [`join`]), a retry must find the block.
 pub fn thread_exit_races_alloc() {
     let (pool, held) = last_block_cached_by_thread_1();
-    let f = flags::<2>(); // [cached, exited]
+    let cached_flag = flags::<1>();
+    let exited = AtomicBool::new(false);
     let t = {
-        let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
-        thread::spawn(move || cache_the_last_block(&pool, &f[0]))
+        let (pool, f) = (Arc::clone(&pool), Arc::clone(&cached_flag));
+        spawn(move || cache_a_block(&pool, &f[0]))
     };
-    let joiner = {
-        let f = Arc::clone(&f);
-        thread::spawn(move || {
-            t.join().unwrap();
-            raise(&f[1]);
-        })
-    };
-    wait_for(&f[0]);
+    wait_for(&cached_flag[0]);
     alloc_last_block(
         &pool,
         held,
-        &f[1],
-        || joiner.join().unwrap(),
+        &exited,
+        || join(t),
         "returned by an exited thread's cache",
     );
 }
@@ -316,8 +305,8 @@ pub fn pressure_makes_holder_flush() {
     let f = flags::<3>(); // [cached, out of memory, slow path done]
     let t = {
         let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
-        thread::spawn(move || {
-            cache_the_last_block(&pool, &f[0]);
+        spawn(move || {
+            cache_a_block(&pool, &f[0]);
             wait_for(&f[1]);
             // A slow path: order 7 is not cached. Its buddy is held, so it runs out itself.
             let other = Block::try_alloc(&pool, 2 * MIN, 1);
@@ -348,7 +337,7 @@ pub fn pressure_makes_holder_flush() {
         })
     });
     held.push(b);
-    held.extend(t.join().unwrap());
+    held.extend(join(t));
     finish(&pool, held);
 }
 
@@ -361,14 +350,14 @@ pub fn three_threads_mixed_orders() {
     let x = Block::alloc(&pool, quarter, 2);
     let t1 = {
         let pool = Arc::clone(&pool);
-        thread::spawn(move || match Block::try_alloc(&pool, quarter, 1) {
+        spawn(move || match Block::try_alloc(&pool, quarter, 1) {
             Some(a) => a.free(&pool),
             None => tolerated_oom(),
         })
     };
     let t2 = {
         let pool = Arc::clone(&pool);
-        thread::spawn(move || {
+        spawn(move || {
             x.free(&pool);
             match Block::try_alloc(&pool, half, 2) {
                 Some(b) => b.free(&pool),
@@ -380,8 +369,8 @@ pub fn three_threads_mixed_orders() {
         Some(c) => c.free(&pool),
         None => tolerated_oom(),
     }
-    t1.join().unwrap();
-    t2.join().unwrap();
+    join(t1);
+    join(t2);
     finish(&pool, Vec::new());
 }
 
@@ -390,10 +379,10 @@ fn racing_double_free(pool: Arc<ConcurrentPool>) {
     let b = Block::alloc(&pool, MIN, 0);
     let t = {
         let pool = Arc::clone(&pool);
-        thread::spawn(move || pool.free(b.ptr()))
+        spawn(move || pool.free(b.ptr()))
     };
     let mine = pool.free(b.ptr());
-    let theirs = t.join().unwrap();
+    let theirs = join(t);
     let results = [mine, theirs];
     assert!(
         results.contains(&Ok(())) && results.contains(&Err(FreeError::DoubleFree)),
@@ -448,44 +437,36 @@ pub fn summary_hint_race() {
     };
     let t1 = {
         let (pool, freed) = (Arc::clone(&pool), Arc::clone(&freed));
-        thread::spawn(move || claim(&pool, 1, &freed))
+        spawn(move || claim(&pool, 1, &freed))
     };
     let t2 = {
         let (pool, freed) = (Arc::clone(&pool), Arc::clone(&freed));
-        thread::spawn(move || {
+        spawn(move || {
             a.free(&pool);
             raise(&freed[0]);
         })
     };
     let mine = claim(&pool, 0, &freed);
-    let theirs = t1.join().unwrap();
-    t2.join().unwrap();
+    let theirs = join(t1);
+    join(t2);
     held.extend(mine);
     held.extend(theirs);
     finish(&pool, held);
 }
 
 /// Model 7d: the pool is dropped while a thread whose cache holds one of its blocks exits:
-/// the strong / weak counts (shared.rs) decide who flushes and who frees. Every order of the
-/// last `Arc` drop, the thread-local destructor's upgrade, and the pool's release is run;
-/// loom reports any panic or deadlock. (Loom cannot see a use-after-free of plain memory, so
-/// this model checks the counting protocol, not that nothing touches a dropped region.)
+/// the strong / weak counts (shared.rs) decide who flushes and who frees. The exiting thread is
+/// the model's main thread (its thread-local destructors run at the end of the execution,
+/// after this function returns); the other thread drops a reference to the pool that may be
+/// the last. Every order of the drop, the destructor's upgrade and the releases is run; loom
+/// reports any panic or deadlock. (Loom cannot see a use-after-free of plain memory, so this
+/// model checks the counting protocol, not that nothing touches a dropped region.)
 pub fn pool_drop_races_thread_exit() {
-    let pool = Arc::new(cached(CACHEABLE));
-    let t = {
-        let pool = Arc::clone(&pool);
-        thread::spawn(move || {
-            Block::alloc(&pool, MIN, 1).free(&pool);
-            let s = pool.stats();
-            assert!(
-                s.cached_bytes >= MIN,
-                "{BROKEN}: the freed block is not cached"
-            );
-            drop(pool);
-        })
-    };
-    // This thread caches a block too: its cache is retired at the model's end, after the pool.
+    let pool = crate::sync::Arc::new(cached(CACHEABLE));
+    // Now in this thread's cache (under loom, whose thread-locals are fresh in every
+    // execution; a long-lived real thread may have no cache slot left and free it directly).
     Block::alloc(&pool, MIN, 0).free(&pool);
-    drop(pool);
-    t.join().unwrap();
+    let other = crate::sync::Arc::clone(&pool);
+    let _detached = spawn(move || drop(other)); // maybe the last reference: drops the pool
+    drop(pool); // maybe the last reference; then this thread exits, retiring its cache
 }

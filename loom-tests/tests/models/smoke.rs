@@ -23,12 +23,18 @@ fn loom_models_need_the_cfg_so_run_the_scenarios_on_real_threads() {
         ("split_race_mixed_orders", s::split_race_mixed_orders),
         ("cache_flush_races_alloc", s::cache_flush_races_alloc),
         ("thread_exit_races_alloc", s::thread_exit_races_alloc),
-        ("pressure_makes_holder_flush", s::pressure_makes_holder_flush),
+        (
+            "pressure_makes_holder_flush",
+            s::pressure_makes_holder_flush,
+        ),
         ("three_threads_mixed_orders", s::three_threads_mixed_orders),
         ("double_free_race_cached", s::double_free_race_cached),
         ("double_free_race_uncached", s::double_free_race_uncached),
         ("summary_hint_race", s::summary_hint_race),
-        ("pool_drop_races_thread_exit", s::pool_drop_races_thread_exit),
+        (
+            "pool_drop_races_thread_exit",
+            s::pool_drop_races_thread_exit,
+        ),
     ];
     for (name, scenario) in scenarios {
         for _ in 0..RUNS {

@@ -1,0 +1,61 @@
+//! Proof that the models bite. Under `--cfg balloc_loom_mutants`, balloc-concurrent's claim
+//! step (`claim_bits`) is a load then a separate store instead of one `fetch_and`, and its merge
+//! step (`merge_or_mark`) a load then a separate store instead of one CAS (bitmaps.rs). Every
+//! model of the claim race (1a, 1b, 3, 4a, 4b) and of the merge race (2a, 2b) must then fail,
+//! and with the message of the invariant it exists to check. Both mutants are on at once, so
+//! model 3 (frees and a claim together) could trip on either.
+//!
+//! A failing model still runs all its executions (see `loom_tests::model`), so the
+//! three-thread models run here at bound 2, where they fail just the same, to keep this fast.
+//! Under both mutants most models fail in their very first execution: loom lets the mutant's
+//! plain load read a value older than the other thread's write (nothing orders them), which is
+//! exactly what the atomic read-modify-write rules out.
+
+use loom_tests::model::check;
+use loom_tests::scenarios as s;
+
+#[test]
+#[should_panic(expected = "balloc invariant broken: 2 threads were handed the whole pool")]
+fn m1a_catches_claim_mutant() {
+    check("m1a_whole_pool_claimed_once", 3, s::whole_pool_claimed_once);
+}
+
+#[test]
+#[should_panic(expected = "balloc invariant broken: double hand-out")]
+fn m1b_catches_claim_mutant() {
+    check("m1b_two_smallest_blocks", 3, s::two_smallest_blocks);
+}
+
+#[test]
+#[should_panic(expected = "balloc invariant broken: buddies freed at once did not coalesce")]
+fn m2a_catches_merge_mutant() {
+    check("m2a_buddies_freed_at_once", 3, s::buddies_freed_at_once);
+}
+
+#[test]
+#[should_panic(expected = "balloc invariant broken: a cascade of merges did not coalesce")]
+fn m2b_catches_merge_mutant() {
+    check("m2b_merge_cascade", 2, s::merge_cascade);
+}
+
+#[test]
+#[should_panic(
+    expected = "balloc invariant broken: validate: free and live blocks do not add up to the pool"
+)]
+fn m3_catches_claim_mutant() {
+    check("m3_merge_races_claim", 2, s::merge_races_claim);
+}
+
+#[test]
+#[should_panic(expected = "balloc invariant broken: double hand-out")]
+fn m4a_catches_claim_mutant() {
+    check("m4a_split_race_same_order", 3, s::split_race_same_order);
+}
+
+#[test]
+#[should_panic(
+    expected = "balloc invariant broken: validate: free and live blocks do not add up to the pool"
+)]
+fn m4b_catches_claim_mutant() {
+    check("m4b_split_race_mixed_orders", 3, s::split_race_mixed_orders);
+}
