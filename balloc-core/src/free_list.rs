@@ -47,7 +47,7 @@ impl FreeLists {
     /// Number of free blocks of order `k`.
     #[inline]
     pub fn count(&self, k: u32) -> usize {
-        self.counts[k as usize]
+        self.counts[ord(k)]
     }
 
     /// The smallest order `>= k` with a free block, if any. O(1).
@@ -64,7 +64,7 @@ impl FreeLists {
     /// Offset of the first block of list `k`, or [`NIL`].
     #[inline]
     pub fn head(&self, k: u32) -> usize {
-        self.heads[k as usize]
+        self.heads[ord(k)]
     }
 
     /// Pushes the block at `off` onto list `k`.
@@ -73,9 +73,9 @@ impl FreeLists {
     /// - `base + off .. base + off + 16` is writable memory of the pool, aligned to 16, and the
     ///   block is free and in no list;
     /// - every node in list `k` is valid, as after earlier `push` calls.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn push(&mut self, base: NonNull<u8>, k: u32, off: usize) {
-        let head = self.heads[k as usize];
+        let head = self.heads[ord(k)];
         // SAFETY: the caller guarantees the block at `off` is free pool memory we may write.
         unsafe {
             node(base, off).write(FreeNode {
@@ -87,8 +87,8 @@ impl FreeLists {
             // SAFETY: `head` is a node of list k, valid by the caller's guarantee.
             unsafe { (*node(base, head)).prev = off };
         }
-        self.heads[k as usize] = off;
-        self.counts[k as usize] += 1;
+        self.heads[ord(k)] = off;
+        self.counts[ord(k)] += 1;
         self.nonempty |= 1 << k;
     }
 
@@ -96,16 +96,17 @@ impl FreeLists {
     ///
     /// # Safety
     /// - the block at `off` is in list `k`, and every node of list `k` is valid.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn remove(&mut self, base: NonNull<u8>, k: u32, off: usize) {
         // SAFETY: `off` is a node of list k (caller's guarantee).
         let FreeNode { next, prev } = unsafe { node(base, off).read() };
         if prev == NIL {
             debug_assert_eq!(
-                self.heads[k as usize], off,
+                self.heads[ord(k)],
+                off,
                 "a node without prev heads its list"
             );
-            self.heads[k as usize] = next;
+            self.heads[ord(k)] = next;
         } else {
             // SAFETY: `prev` is a node of list k, since the list is well formed.
             unsafe { (*node(base, prev)).next = next };
@@ -114,8 +115,8 @@ impl FreeLists {
             // SAFETY: `next` is a node of list k, since the list is well formed.
             unsafe { (*node(base, next)).prev = prev };
         }
-        self.counts[k as usize] -= 1;
-        if self.counts[k as usize] == 0 {
+        self.counts[ord(k)] -= 1;
+        if self.counts[ord(k)] == 0 {
             self.nonempty &= !(1 << k);
         }
     }
@@ -126,7 +127,7 @@ impl FreeLists {
     /// - every node of list `k` is valid.
     #[inline]
     pub unsafe fn pop(&mut self, base: NonNull<u8>, k: u32) -> Option<usize> {
-        let head = self.heads[k as usize];
+        let head = self.heads[ord(k)];
         if head == NIL {
             return None;
         }
@@ -160,6 +161,14 @@ impl Default for FreeLists {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `k` as an index into the per-order arrays, clamped (one cmov instead of a bounds check;
+/// orders come from the pool's own arithmetic and are always in range).
+#[inline(always)]
+fn ord(k: u32) -> usize {
+    debug_assert!((k as usize) < ORDER_COUNT, "order {k} out of range");
+    (k as usize).min(ORDER_COUNT - 1)
 }
 
 /// The node of the block at `off`, derived from `base` so it keeps the pool's provenance.

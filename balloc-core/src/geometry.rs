@@ -52,9 +52,13 @@ impl Geometry {
     }
 
     /// First word of order `k`'s bits.
-    #[inline]
+    #[inline(always)]
     pub const fn word_base(&self, k: u32) -> usize {
-        self.word_base[k as usize]
+        // Clamped rather than checked: orders come from the pool's own arithmetic, and a
+        // clamp is one cmov where a bounds check is a branch on every bit access.
+        let k = k as usize;
+        let k = if k < ORDER_COUNT { k } else { ORDER_COUNT };
+        self.word_base[k]
     }
 
     /// Number of words order `k` uses.
@@ -70,7 +74,7 @@ impl Geometry {
     }
 
     /// Word index and bit mask of block `index` of order `k`.
-    #[inline]
+    #[inline(always)]
     pub const fn locate(&self, k: u32, index: usize) -> (usize, u64) {
         (self.word_base(k) + index / 64, 1u64 << (index % 64))
     }

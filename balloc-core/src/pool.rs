@@ -410,12 +410,18 @@ impl BuddyPool {
         let kval = self.kval();
         while k < kval {
             let buddy = off ^ (1 << k);
-            if !self.bit(Map::Free, k, buddy >> k) {
+            // One load tests the buddy's free bit; the same word is written to take it.
+            let (w, mask) = self.word_of(Map::Free, k, buddy >> k);
+            let word = self.meta_word(w);
+            // SAFETY: `w` is inside the metadata (see `meta_word`); `&mut self` is exclusive.
+            let bits = unsafe { *word };
+            if bits & mask == 0 {
                 break;
             }
-            // SAFETY: the buddy's free bit is set, so it is in list k (pool invariant).
+            // SAFETY: as above.
+            unsafe { *word = bits & !mask };
+            // SAFETY: the buddy's free bit was set, so it is in list k (pool invariant).
             unsafe { self.lists.remove(self.base, k, buddy) };
-            self.clear_bit(Map::Free, k, buddy >> k);
             off &= !(1 << k);
             k += 1;
         }
@@ -484,13 +490,7 @@ impl BuddyPool {
         unsafe { core::slice::from_raw_parts(self.meta.as_ptr(), 2 * self.geometry.words()) }
     }
 
-    #[inline]
-    fn meta_mut(&mut self) -> &mut [u64] {
-        // SAFETY: as in `meta`, and `&mut self` makes the borrow exclusive.
-        unsafe { core::slice::from_raw_parts_mut(self.meta.as_ptr(), 2 * self.geometry.words()) }
-    }
-
-    #[inline]
+    #[inline(always)]
     fn word_of(&self, map: Map, k: u32, index: usize) -> (usize, u64) {
         let (w, mask) = self.geometry.locate(k, index);
         let shift = if map == Map::Live {
@@ -501,32 +501,47 @@ impl BuddyPool {
         (w + shift, mask)
     }
 
-    #[inline]
+    /// The metadata word `w`, for reading or writing.
+    ///
+    /// `w` must come from `word_of` for an order `SMALLEST_K..=kval` and a block index of that
+    /// order, so it is below `2 * geometry.words()` (checked in debug builds).
+    #[inline(always)]
+    fn meta_word(&self, w: usize) -> *mut u64 {
+        debug_assert!(
+            w < 2 * self.geometry.words(),
+            "metadata word {w} out of range"
+        );
+        self.meta.as_ptr().wrapping_add(w)
+    }
+
+    #[inline(always)]
     pub(crate) fn bit(&self, map: Map, k: u32, index: usize) -> bool {
         let (w, mask) = self.word_of(map, k, index);
-        self.meta()[w] & mask != 0
+        // SAFETY: `w` is inside the metadata (see `meta_word`), which the pool owns; `&self`
+        // excludes writers.
+        unsafe { *self.meta_word(w) & mask != 0 }
     }
 
-    #[inline]
+    #[inline(always)]
     fn set_bit(&mut self, map: Map, k: u32, index: usize) {
         let (w, mask) = self.word_of(map, k, index);
-        debug_assert_eq!(
-            self.meta()[w] & mask,
-            0,
+        debug_assert!(
+            !self.bit(map, k, index),
             "{map:?} bit ({k}, {index}) set twice"
         );
-        self.meta_mut()[w] |= mask;
+        // SAFETY: `w` is inside the metadata (see `meta_word`); `&mut self` makes it exclusive.
+        unsafe { *self.meta_word(w) |= mask };
     }
 
-    #[inline]
+    #[inline(always)]
     fn clear_bit(&mut self, map: Map, k: u32, index: usize) {
         let (w, mask) = self.word_of(map, k, index);
-        debug_assert_ne!(
-            self.meta()[w] & mask,
-            0,
+        debug_assert!(
+            self.bit(map, k, index),
             "{map:?} bit ({k}, {index}) cleared twice"
         );
-        self.meta_mut()[w] &= !mask;
+        // SAFETY: `w` is inside the metadata (see `meta_word`); `&mut self` makes it exclusive.
+        unsafe { *self.meta_word(w) &= !mask };
     }
 
     #[inline]
