@@ -38,20 +38,19 @@ fn collect(parts: impl IntoIterator<Item = Option<Block>>) -> Vec<Block> {
     parts.into_iter().flatten().collect()
 }
 
-/// One thread's side of an allocation race between threads `0` and `1`: if the other had
-/// already succeeded when this one began, `room_for_both` says this one must succeed too.
+/// One thread's side of an allocation race between threads `0` and `1` in a pool with room for
+/// both: if the other had already succeeded when this one began, this one must succeed too.
 fn race_alloc(
     pool: &ConcurrentPool,
     size: usize,
     me: usize,
     done: &[AtomicBool; 2],
-    room_for_both: bool,
 ) -> Option<Block> {
     let other_done = is_up(&done[1 - me]);
     let b = Block::try_alloc(pool, size, me);
     match &b {
         Some(_) => raise(&done[me]),
-        None if other_done && room_for_both => panic!(
+        None if other_done => panic!(
             "{BROKEN}: false out-of-memory: thread {me} found no {size}-byte block after the \
              other thread's allocation had finished and left room"
         ),
@@ -89,9 +88,9 @@ pub fn two_smallest_blocks() {
     let done = flags::<2>();
     let t = {
         let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
-        spawn(move || race_alloc(&pool, half, 1, &done, true))
+        spawn(move || race_alloc(&pool, half, 1, &done))
     };
-    let mine = race_alloc(&pool, half, 0, &done, true);
+    let mine = race_alloc(&pool, half, 0, &done);
     let theirs = join(t);
     assert!(
         mine.is_some() || theirs.is_some(),
@@ -184,9 +183,9 @@ pub fn split_race_same_order() {
     let done = flags::<2>();
     let t = {
         let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
-        spawn(move || race_alloc(&pool, quarter, 1, &done, true))
+        spawn(move || race_alloc(&pool, quarter, 1, &done))
     };
-    let mine = race_alloc(&pool, quarter, 0, &done, true);
+    let mine = race_alloc(&pool, quarter, 0, &done);
     let theirs = join(t);
     assert!(
         mine.is_some() || theirs.is_some(),
@@ -202,9 +201,9 @@ pub fn split_race_mixed_orders() {
     let done = flags::<2>();
     let t = {
         let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
-        spawn(move || race_alloc(&pool, quarter, 1, &done, true))
+        spawn(move || race_alloc(&pool, quarter, 1, &done))
     };
-    let mine = race_alloc(&pool, half, 0, &done, true);
+    let mine = race_alloc(&pool, half, 0, &done);
     let theirs = join(t);
     assert!(
         mine.is_some() || theirs.is_some(),
