@@ -364,3 +364,90 @@ fn merge_or_mark(word: &AtomicU64, mine: u64, buddy: u64) -> MergeOutcome {
         }
     }
 }
+
+#[cfg(all(test, not(balloc_loom)))]
+mod tests {
+    use super::*;
+
+    /// Maps of a 2^k pool with its one top block free.
+    fn fresh(kval: u32) -> BlockMaps {
+        let maps = BlockMaps::new(kval).unwrap();
+        maps.release(kval, 0);
+        maps
+    }
+
+    #[test]
+    fn split_then_merge_returns_to_one_block() {
+        let maps = fresh(20);
+        // Take the top block and split it down to order 6, as an allocation would.
+        let (first, bits) = maps.claim(20, 1).unwrap();
+        assert_eq!((first, bits), (0, 1));
+        for i in (6..20).rev() {
+            maps.publish_split_half(i, 1);
+        }
+        maps.set_live(6, 0, 1);
+        assert!(maps.is_live(6, 0));
+        assert_eq!(maps.count_free(6), 1);
+        maps.validate().unwrap();
+        // Free it: one merge per level, back to the top.
+        assert!(maps.clear_live(6, 0));
+        assert_eq!(maps.release(6, 0), (20, 0));
+        assert_eq!(maps.count_free(20), 1);
+        for k in 6..20 {
+            assert_eq!(maps.count_free(k), 0, "order {k} merged away");
+        }
+        maps.validate().unwrap();
+        assert!(
+            !maps.clear_live(6, 0),
+            "a second clear reports the block was not live"
+        );
+    }
+
+    #[test]
+    fn one_claim_takes_many_blocks_of_a_word() {
+        let maps = fresh(20);
+        maps.claim(20, 1).unwrap();
+        // Publish 32 free blocks of order 6 that are not buddies of each other (even indexes).
+        for i in (0..64).step_by(2) {
+            maps.publish_split_half(6, i + 1);
+        }
+        let (first, bits) = maps.claim(6, 64).unwrap();
+        assert_eq!(first, 0);
+        assert_eq!(bits.count_ones(), 32);
+        assert_eq!(
+            maps.claim(6, 64),
+            None,
+            "the order is empty after one claim"
+        );
+    }
+
+    #[test]
+    fn summary_finds_a_block_far_from_the_start_and_forgets_emptied_words() {
+        let maps = fresh(22); // order 6 has 2^16 blocks: 1024 words, two summary levels
+        maps.claim(22, 1).unwrap();
+        let far = (1 << 16) - 1; // the last block, an odd index (its buddy stays "allocated")
+        maps.publish_split_half(6, far);
+        let (first, bits) = maps.claim(6, 1).unwrap();
+        assert_eq!(first + bits.trailing_zeros() as usize, far);
+        assert_eq!(
+            maps.claim(6, 1),
+            None,
+            "stale hints are cleaned, and the order reads empty"
+        );
+    }
+
+    #[test]
+    fn transit_detects_overlap_and_quiet() {
+        let maps = fresh(20);
+        let before = maps.transit_snapshot();
+        maps.begin_transit();
+        maps.end_transit();
+        assert!(maps.quiet_since(before), "only our own transit happened");
+        maps.claim(20, 1).unwrap();
+        let before = maps.transit_snapshot();
+        maps.begin_transit();
+        maps.release(20, 0); // someone else's transit, nested in ours
+        maps.end_transit();
+        assert!(!maps.quiet_since(before));
+    }
+}
