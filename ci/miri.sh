@@ -29,8 +29,8 @@ for c in "${crates[@]}"; do
         # the unit tests and the single-thread, bad-input, lifetime and collection tests (which
         # include two-thread races). MIRI_FULL=1 runs everything.
         MIRIFLAGS="$flags" cargo +nightly miri test -p "$c" --lib --test all -- \
-            seed:: bad_input:: lifetime:: alloc_traits::
-        echo "NOTE: miri ran $c lib + tests/all (seed, bad_input, lifetime, alloc_traits);"
+            seed:: bad_input:: matrix:: lifetime:: alloc_traits::
+        echo "NOTE: miri ran $c lib + tests/all (seed, bad_input, matrix, lifetime, alloc_traits);"
         echo "NOTE: stress:: and exhaustion:: under Miri only with MIRI_FULL=1 (minutes each)"
     else
         MIRIFLAGS="$flags" cargo +nightly miri test -p "$c" --lib --test all

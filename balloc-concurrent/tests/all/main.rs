@@ -4,6 +4,7 @@ mod alloc_traits;
 mod bad_input;
 mod exhaustion;
 mod lifetime;
+mod matrix;
 mod seed;
 mod stress;
 

@@ -1,6 +1,7 @@
 //! Integration tests of balloc-core, in one binary (one link, shared helpers).
 
 mod bad_input;
+mod matrix;
 mod model;
 mod realloc;
 mod seed;
