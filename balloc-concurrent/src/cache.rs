@@ -435,7 +435,8 @@ impl Cache {
     /// Returns every cached block to the shared bitmaps.
     pub(crate) fn flush_all(&self) {
         for (i, s) in self.stacks.iter().enumerate() {
-            if s.len.load(Ordering::Relaxed) > 0 {
+            // `cap` first: a plain field, so uncached orders cost no atomic load (nor a loom step).
+            if s.cap > 0 && s.len.load(Ordering::Relaxed) > 0 {
                 self.flush_oldest(s, i as u32, usize::MAX);
             }
         }
@@ -458,6 +459,7 @@ impl Cache {
         self.stacks
             .iter()
             .enumerate()
+            .filter(|(_, s)| s.cap > 0)
             .map(|(k, s)| s.len.load(Ordering::Relaxed) << k)
             .sum()
     }

@@ -319,8 +319,10 @@ impl ConcurrentPool {
 
 impl Drop for ConcurrentPool {
     fn drop(&mut self) {
-        // This thread's cache would otherwise keep blocks of a dead pool until thread exit.
-        self.flush_thread_cache();
+        // This thread's cache would otherwise hold a slot (and blocks of a dead pool) until
+        // thread exit; other threads' slots are reclaimed when they need one.
+        // SAFETY: the pool still holds its strong reference here.
+        unsafe { thread_cache::retire_current(self.id) };
         // SAFETY: the pool's strong and weak references, released once, never used after.
         unsafe {
             self.shared.as_ref().release_strong();

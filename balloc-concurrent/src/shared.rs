@@ -127,6 +127,11 @@ impl PoolShared {
         }
     }
 
+    /// True when the pool's owner and every flushing thread are gone (its region released).
+    pub(crate) fn is_dead(&self) -> bool {
+        self.strong.load(Ordering::Acquire) == 0
+    }
+
     /// Adds a weak reference (the caller holds a strong one).
     pub(crate) fn add_weak(&self) {
         self.weak.fetch_add(1, Ordering::Relaxed);

@@ -132,7 +132,22 @@ unsafe fn find_or_create(
             return Some(unsafe { &*c });
         }
     }
-    let i = empty?;
+    // No free slot: reclaim one whose pool was dropped (its cache holds nothing usable).
+    let i = match empty {
+        Some(i) => i,
+        None => tc.slots.iter().position(|slot| {
+            let c = slot.get();
+            // SAFETY: non-null slots hold live caches owned by this thread, whose weak
+            // reference keeps their pool's shared state readable.
+            let dead = unsafe { (*c).shared().as_ref() }.is_dead();
+            if dead {
+                slot.set(core::ptr::null_mut());
+                // SAFETY: the slot owned the cache; nothing else refers to it.
+                unsafe { retire(c) };
+            }
+            dead
+        })?,
+    };
     // SAFETY: the caller holds a strong reference; the new cache takes a weak one.
     let c = unsafe { Cache::create(shared) };
     if c.is_null() {
@@ -158,6 +173,26 @@ pub(crate) unsafe fn flush(id: u64) {
             if !c.is_null() && unsafe { (*c).pool_id } == id {
                 // SAFETY: as above; the caller holds a strong reference for the flush.
                 unsafe { (*c).flush_all() };
+            }
+        }
+    });
+}
+
+/// Retires this thread's cache for pool `id`, if it has one (the pool is being dropped by
+/// this thread: its slot is freed at once instead of at thread exit).
+///
+/// # Safety
+/// - the caller holds a strong reference to the pool.
+pub(crate) unsafe fn retire_current(id: u64) {
+    let _ = CACHES.try_with(|tc| {
+        for slot in &tc.slots {
+            let c = slot.get();
+            // SAFETY: non-null slots hold live caches owned by this thread.
+            if !c.is_null() && unsafe { (*c).pool_id } == id {
+                slot.set(core::ptr::null_mut());
+                // SAFETY: the slot owned the cache; the caller's strong reference keeps the
+                // pool alive for the flush.
+                unsafe { retire(c) };
             }
         }
     });

@@ -21,7 +21,18 @@ fn pool_dropped_while_a_thread_that_cached_from_it_runs() {
             drop(pool);
             used_tx.send(()).unwrap();
             dropped_rx.recv().unwrap();
-            // The pool is gone; a new one must not be confused with it.
+            // The pool is gone, its cache still sits in one of this thread's slots: as many
+            // new pools as there are slots must all get a cache (the dead slot is reclaimed).
+            let pools: Vec<_> = (0..THREAD_CACHE_SLOTS)
+                .map(|_| ConcurrentPool::new(POOL).unwrap())
+                .collect();
+            for (i, p) in pools.iter().enumerate() {
+                let q = p.alloc(64).unwrap();
+                p.free(q).unwrap();
+                assert!(p.stats().cached_bytes > 0, "pool {i} got no cache slot");
+            }
+            drop(pools);
+            // A new one must not be confused with the dead one.
             let fresh = ConcurrentPool::new(POOL).unwrap();
             let q = fresh.alloc(64).unwrap();
             fresh.free(q).unwrap();
@@ -114,4 +125,28 @@ fn stranded_bytes_are_bounded_and_reported() {
     assert_eq!(s.cached_bytes + s.free_bytes, POOL);
     drop(local);
     assert_whole(&pool);
+}
+
+#[test]
+fn a_thread_can_cache_for_new_pools_after_old_ones_are_dropped() {
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            // More pools over the thread's life than it has slots, a few alive at a time.
+            for round in 0..3 * THREAD_CACHE_SLOTS {
+                let pool = ConcurrentPool::new(POOL).unwrap();
+                let p = pool.alloc(64).unwrap();
+                pool.free(p).unwrap();
+                assert!(
+                    pool.stats().cached_bytes > 0,
+                    "round {round}: the thread caches for a new pool"
+                );
+                let keep = ConcurrentPool::new(POOL).unwrap(); // dropped by... this same thread
+                let q = keep.alloc(64).unwrap();
+                keep.free(q).unwrap();
+                drop(pool);
+                drop(keep);
+            }
+        });
+        h.join().unwrap();
+    });
 }
