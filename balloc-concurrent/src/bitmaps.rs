@@ -128,7 +128,8 @@ impl BlockMaps {
             let (w, mine) = self.geometry.locate(k, index);
             let word = &self.free_words()[w];
             if k == kval {
-                // The whole pool: no buddy.
+                // The whole pool: no buddy. AcqRel as in `merge_or_mark`: publishes the block's
+                // memory to its next claimer.
                 let old = word.fetch_or(mine, Ordering::AcqRel);
                 debug_assert_eq!(old & mine, 0, "top block released twice");
                 return (k, index);
@@ -216,6 +217,7 @@ impl BlockMaps {
     /// Whether block `index` of order `k` is free (a snapshot).
     pub(crate) fn is_free(&self, k: u32, index: usize) -> bool {
         let (w, mask) = self.geometry.locate(k, index);
+        // Acquire: pairs with the release of whoever freed the block (used by `validate`).
         self.free_words()[w].load(Ordering::Acquire) & mask != 0
     }
 
@@ -233,6 +235,7 @@ impl BlockMaps {
         let start = self.geometry.word_base(k);
         words[start..start + self.geometry.words_of(k)]
             .iter()
+            // Relaxed: a statistics snapshot; nothing is read through it.
             .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
             .sum()
     }
@@ -247,6 +250,7 @@ impl BlockMaps {
         for k in SMALLEST_K..=kval {
             let start = g.word_base(k);
             for i in 0..g.words_of(k) {
+                // Relaxed: `validate` runs when no thread is inside a call (documented).
                 let f = self.free_words()[start + i].load(Ordering::Relaxed);
                 let l = self.live_words()[start + i].load(Ordering::Relaxed);
                 if f & l != 0 {

@@ -7,6 +7,10 @@
 //! oldest blocks back. Blocks in a cache are live in the bitmaps and carry their tag (see
 //! `tags`), so validated frees recognise them as free.
 //!
+//! Orderings: `len` is only written by the owner, so its loads and stores are `Relaxed` (they
+//! order nothing: the slots are plain memory only the owner touches); `stats` reads it as a
+//! snapshot. The pressure epoch is a `Relaxed` hint (see `alloc_slow`).
+//!
 //! Invariant: `0 <= len[k] <= cap[k]`, and `slots[k][..len[k]]` are distinct tagged blocks of
 //! order `k` that no caller holds.
 //!

@@ -111,6 +111,7 @@ impl PoolShared {
 
     /// Takes a strong reference if the pool is still alive.
     pub(crate) fn try_upgrade(&self) -> bool {
+        // Relaxed: only a first guess for the CAS below, which decides.
         let mut n = self.strong.load(Ordering::Relaxed);
         loop {
             if n == 0 {
@@ -129,11 +130,13 @@ impl PoolShared {
 
     /// True when the pool's owner and every flushing thread are gone (its region released).
     pub(crate) fn is_dead(&self) -> bool {
+        // Acquire: pairs with the last `release_strong`, so a dead pool's teardown is visible.
         self.strong.load(Ordering::Acquire) == 0
     }
 
     /// Adds a weak reference (the caller holds a strong one).
     pub(crate) fn add_weak(&self) {
+        // Relaxed: the caller's strong reference already keeps the struct alive (as Arc::clone).
         self.weak.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -83,6 +83,8 @@ impl Tags {
     #[inline]
     pub(crate) unsafe fn set(&self, base: NonNull<u8>, off: usize) {
         // SAFETY: forwarded from the caller.
+        // Relaxed: the block is ours; the tag is published by the Release of whatever hands the
+        // block on (set_live, or the caller's own synchronisation).
         unsafe { self.word(base, off) }.store(self.tag(off), Ordering::Relaxed);
     }
 
@@ -93,6 +95,7 @@ impl Tags {
     #[inline]
     pub(crate) unsafe fn clear(&self, base: NonNull<u8>, off: usize) {
         // SAFETY: forwarded from the caller.
+        // Relaxed: as in `set`.
         unsafe { self.word(base, off) }.store(0, Ordering::Relaxed);
     }
 
