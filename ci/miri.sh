@@ -29,8 +29,8 @@ for c in "${crates[@]}"; do
         # over 20 minutes on 2 cores; CI runs the unit tests (bitmaps, summaries, transit,
         # cache limits) and the bad-input tests (two-thread double-free races included).
         # MIRI_FULL=1 runs everything (it passed in full before stress::, see the README).
-        MIRIFLAGS="$flags" cargo +nightly miri test -p "$c" --lib --test all -- \
-            bad_input:: matrix::
+        MIRIFLAGS="$flags" cargo +nightly miri test -p "$c" --lib
+        MIRIFLAGS="$flags" cargo +nightly miri test -p "$c" --test all -- bad_input:: matrix::
         echo "NOTE: miri ran $c lib + tests/all (bad_input, matrix); MIRI_FULL=1 for the rest"
     else
         MIRIFLAGS="$flags" cargo +nightly miri test -p "$c" --lib --test all
