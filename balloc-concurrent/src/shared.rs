@@ -111,8 +111,11 @@ impl PoolShared {
 
     /// Takes a strong reference if the pool is still alive.
     pub(crate) fn try_upgrade(&self) -> bool {
-        // Relaxed: only a first guess for the CAS below, which decides.
-        let mut n = self.strong.load(Ordering::Relaxed);
+        // Acquire on every read, including the one that sees 0: a caller that finds the pool
+        // dead then frees its cache without the registry lock, and must see everything the last
+        // strong holder did first (its `stats` may have been reading that cache). ThreadSanitizer
+        // caught the Relaxed version: a pool dropped right after `stats`, racing a thread-exit.
+        let mut n = self.strong.load(Ordering::Acquire);
         loop {
             if n == 0 {
                 return false;
@@ -120,7 +123,7 @@ impl PoolShared {
             // Acquire: if we get in, everything done by the owner before is visible.
             match self
                 .strong
-                .compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Acquire)
             {
                 Ok(_) => return true,
                 Err(actual) => n = actual,
