@@ -41,9 +41,6 @@ use crate::tags::TagKey;
 /// the empty stack 0).
 const STACKS: usize = 64;
 
-/// How many times an allocation that found nothing retries after asking other caches to flush.
-const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
-
 struct Stack {
     /// Blocks held; written only by the owner (plain load + store), read by `stats`.
     len: AtomicUsize,
@@ -317,18 +314,7 @@ impl Cache {
         // need; then ask every other cache to flush at its next slow path, and retry a little.
         self.flush_all();
         // SAFETY: we hold a strong reference (see `core`).
-        let pool = unsafe { self.shared.as_ref() };
-        for attempt in 0..=OOM_RETRIES {
-            if let Some(off) = core.alloc_shared(k) {
-                return Some(off);
-            }
-            if attempt == 0 {
-                // Relaxed: a hint; caches that see it flush, and their flush's CASes publish.
-                pool.pressure.fetch_add(1, Ordering::Relaxed);
-            }
-            crate::primitive::yield_now();
-        }
-        None
+        unsafe { self.shared.as_ref() }.alloc_retrying(k)
     }
 
     fn refill_and_pop(&self, k: u32) -> Option<usize> {

@@ -10,12 +10,8 @@ use balloc_core::{AllocError, FreeError, InitError, Stats};
 
 use crate::builder::PoolBuilder;
 use crate::local::LocalCache;
-use crate::primitive::Ordering;
 use crate::shared::{Core, PoolShared};
 use crate::thread_cache;
-
-/// Retries of an out-of-memory allocation without a cache, after asking caches to flush.
-const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
 
 /// A buddy pool many threads allocate from and free to at once.
 ///
@@ -197,21 +193,8 @@ impl ConcurrentPool {
 
     /// Allocation without a cache: the shared bitmaps, retrying after asking caches to flush.
     pub(crate) fn alloc_uncached(&self, k: u32) -> Option<usize> {
-        let core = self.core();
-        for attempt in 0..=OOM_RETRIES {
-            if let Some(off) = core.alloc_shared(k) {
-                return Some(off);
-            }
-            if attempt == 0 {
-                // SAFETY: the pool holds a strong reference.
-                // Relaxed: a hint; caches that see it flush, and their flush's CASes publish.
-                unsafe { self.shared.as_ref() }
-                    .pressure
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            crate::primitive::yield_now();
-        }
-        None
+        // SAFETY: the pool holds a strong reference.
+        unsafe { self.shared.as_ref() }.alloc_retrying(k)
     }
 
     /// Frees the block at `ptr` (from any thread), validated.

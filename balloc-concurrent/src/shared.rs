@@ -23,6 +23,9 @@ use crate::config::CacheConfig;
 use crate::primitive::{AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::tags::Tags;
 
+/// How many times an allocation that found nothing retries after asking caches to flush.
+const OOM_RETRIES: usize = if cfg!(balloc_loom) { 1 } else { 8 };
+
 /// Pool ids are never reused, so a thread cache can never mistake a new pool for a dropped one
 /// that lived at the same address. (A plain std atomic: not part of the modelled protocol.)
 static NEXT_POOL_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
@@ -135,6 +138,23 @@ impl PoolShared {
     pub(crate) fn is_dead(&self) -> bool {
         // Acquire: pairs with the last `release_strong`, so a dead pool's teardown is visible.
         self.strong.load(Ordering::Acquire) == 0
+    }
+
+    /// Out-of-memory handling of every allocation path: retry the shared bitmaps a few times,
+    /// after raising the pressure epoch once so that every cache flushes at its next slow path.
+    /// The caller holds a strong reference (and has flushed its own cache, if it has one).
+    pub(crate) fn alloc_retrying(&self, k: u32) -> Option<usize> {
+        for attempt in 0..=OOM_RETRIES {
+            if let Some(off) = self.core().alloc_shared(k) {
+                return Some(off);
+            }
+            if attempt == 0 {
+                // Relaxed: a hint; caches that see it flush, and their flush's CASes publish.
+                self.pressure.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::primitive::yield_now();
+        }
+        None
     }
 
     /// Adds a weak reference (the caller holds a strong one).
