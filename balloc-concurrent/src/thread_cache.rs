@@ -74,11 +74,9 @@ pub(crate) unsafe fn with<R>(
 ) -> Option<R> {
     CACHES
         .try_with(|tc| {
-            let c = tc.slots[0].get();
-            // SAFETY: non-null slots hold live caches owned by this thread.
-            if !c.is_null() && unsafe { (*c).pool_id } == id {
-                // SAFETY: as above.
-                return Some(f(unsafe { &*c }));
+            if let Some(c) = slot0(tc, id) {
+                // SAFETY: slot caches are live and owned by this thread.
+                return Some(f(unsafe { c.as_ref() }));
             }
             // SAFETY: forwarded from the caller.
             unsafe { find_or_create(tc, shared, id) }.map(f)
@@ -94,18 +92,19 @@ pub(crate) unsafe fn with<R>(
 /// thread exit do), so the caller must not call into the pool again while it uses the result.
 #[inline(always)]
 pub(crate) fn current(id: u64) -> Option<NonNull<Cache>> {
-    CACHES
-        .try_with(|tc| {
-            let c = tc.slots[0].get();
-            // SAFETY: non-null slots hold live caches owned by this thread.
-            if !c.is_null() && unsafe { (*c).pool_id } == id {
-                NonNull::new(c)
-            } else {
-                None
-            }
-        })
-        .ok()
-        .flatten()
+    CACHES.try_with(|tc| slot0(tc, id)).ok().flatten()
+}
+
+/// The cache in slot 0 if it belongs to pool `id`: one load and one compare.
+#[inline(always)]
+fn slot0(tc: &ThreadCaches, id: u64) -> Option<NonNull<Cache>> {
+    let c = tc.slots[0].get();
+    // SAFETY: non-null slots hold live caches owned by this thread.
+    if !c.is_null() && unsafe { (*c).pool_id } == id {
+        NonNull::new(c)
+    } else {
+        None
+    }
 }
 
 /// Out-of-line slow path for `with`: the pool's cache is not in slot 0. Moves it there (or
