@@ -60,7 +60,7 @@ impl PoolBuilder {
         self
     }
 
-    /// Blocks per cached order per thread (further capped at 64 KiB and at 1/256 of the pool
+    /// Blocks per cached order per thread (further capped at 1 MiB and at 1/256 of the pool
     /// per order). 0 turns caching off: every call goes to the shared bitmaps. Default 256.
     pub fn cache_capacity(mut self, blocks: usize) -> Self {
         self.capacity = blocks;

@@ -23,7 +23,7 @@
 //! pool's pressure epoch (every other cache flushes everything at its next slow path) and
 //! retries a few times; blocks cached by threads that do not call the pool again stay
 //! stranded until they do, call `flush_thread_cache`, or exit. The bound, tested, is
-//! `max_cached_bytes_per_thread()` per such thread (each order capped at 64 KiB and at 1/256
+//! `max_cached_bytes_per_thread()` per such thread (each order capped at 1 MiB and at 1/256
 //! of the pool), and `stats().cached_bytes` shows it.
 
 use core::cell::Cell;
