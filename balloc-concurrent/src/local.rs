@@ -156,9 +156,7 @@ impl<'a> LocalCache<'a> {
     #[inline]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
         let k = layout_order(layout.size(), layout.align());
-        let c = self.fast();
-        let off = ptr.as_ptr().addr().wrapping_sub(c.base.as_ptr().addr());
-        if !c.try_dealloc(off, k) {
+        if !self.fast().try_dealloc(ptr, k) {
             self.dealloc_slow(ptr, k);
         }
     }
@@ -175,7 +173,7 @@ impl<'a> LocalCache<'a> {
             "dealloc of a block not allocated with this layout"
         );
         match self.cache() {
-            Some(c) => c.dealloc(off, k),
+            Some(c) => c.dealloc(ptr, k),
             None => {
                 let r = core.free_validated_shared(off, k);
                 debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");

@@ -223,7 +223,7 @@ impl ConcurrentPool {
         if let Some(c) = thread_cache::current(self.id) {
             // SAFETY: the cache is this thread's, valid for this call (no re-entry below).
             let c = unsafe { c.as_ref() };
-            if c.try_dealloc(ptr.as_ptr().addr().wrapping_sub(c.base.as_ptr().addr()), k) {
+            if c.try_dealloc(ptr, k) {
                 return;
             }
         }
@@ -239,15 +239,13 @@ impl ConcurrentPool {
             Ok(k),
             "dealloc with the wrong layout or pointer"
         );
-        let addr = ptr.as_ptr().addr();
         // SAFETY: `self` holds a strong reference for the call.
-        let cached = unsafe {
-            thread_cache::with(self.shared, self.id, |c| {
-                c.dealloc(addr.wrapping_sub(c.base.as_ptr().addr()), k)
-            })
-        };
+        let cached = unsafe { thread_cache::with(self.shared, self.id, |c| c.dealloc(ptr, k)) };
         if cached.is_none() {
-            let off = addr.wrapping_sub(self.core().base.as_ptr().addr());
+            let off = ptr
+                .as_ptr()
+                .addr()
+                .wrapping_sub(self.core().base.as_ptr().addr());
             let r = self.core().free_validated_shared(off, k);
             debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
         }

@@ -3,12 +3,12 @@
 //! is explored by the loom models in `loom-tests`.
 
 #[cfg(balloc_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(balloc_loom)]
 pub(crate) use loom::sync::Mutex;
 
 #[cfg(not(balloc_loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(balloc_loom))]
 pub(crate) use std::sync::Mutex;
 

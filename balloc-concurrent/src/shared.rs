@@ -69,7 +69,8 @@ impl PoolShared {
         let maps = BlockMaps::new(kval)?;
         let id = NEXT_POOL_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         let base = region.as_ptr();
-        let secret = random_secret(id, base.as_ptr().addr());
+        // Odd, so `secret ^ addr` (addr a multiple of 64) is odd, never 0: tags need no `| 1`.
+        let secret = random_secret(id, base.as_ptr().addr()) | 1;
         let core = Core {
             base,
             kval,

@@ -2,7 +2,8 @@
 //!
 //! A cached block stays live in the shared bitmaps (it is out of the free bitmap), so the
 //! bitmaps alone cannot tell a second free of it from a first. Instead, the first word of every
-//! cached block holds a tag: `tag(off) = (secret ^ off) | 1`, with a per-pool random secret.
+//! cached block holds a tag: `tag(addr) = secret ^ addr`, with a per-pool random odd secret
+//! (keyed by address rather than offset so the fast paths, which hold addresses, need no base).
 //! - a block gets its tag before it enters any cache (refill) or when it is freed into one;
 //! - a block loses its tag (word set to 0) whenever it is handed to a caller;
 //! - a validated free of a cacheable order claims the tag with one CAS: if the word already
@@ -49,8 +50,9 @@ impl Tags {
     }
 
     #[inline]
-    fn tag(&self, off: usize) -> usize {
-        (self.secret ^ off) | 1
+    fn tag(&self, base: NonNull<u8>, off: usize) -> usize {
+        debug_assert!(self.secret & 1 == 1, "the secret is odd, so no tag is 0");
+        self.secret ^ base.as_ptr().addr().wrapping_add(off)
     }
 
     /// The tag word of the block at `off`.
@@ -85,7 +87,7 @@ impl Tags {
         // SAFETY: forwarded from the caller.
         // Relaxed: the block is ours; the tag is published by the Release of whatever hands the
         // block on (set_live, or the caller's own synchronisation).
-        unsafe { self.word(base, off) }.store(self.tag(off), Ordering::Relaxed);
+        unsafe { self.word(base, off) }.store(self.tag(base, off), Ordering::Relaxed);
     }
 
     /// Clears the tag of the block at `off`, about to be handed to a caller.
@@ -109,7 +111,7 @@ impl Tags {
     ///   mapped while the pool lives.
     #[inline]
     pub(crate) unsafe fn claim(&self, base: NonNull<u8>, off: usize) -> Result<(), FreeError> {
-        let tag = self.tag(off);
+        let tag = self.tag(base, off);
         // SAFETY: forwarded from the caller.
         let word = unsafe { self.word(base, off) };
         let mut cur = word.load(Ordering::Relaxed);
@@ -160,22 +162,28 @@ impl Tags {
 }
 
 impl TagKey {
-    /// As [`Tags::set`].
+    /// As [`Tags::set`], for the block at `block` (= base + `off`).
     ///
     /// # Safety
     /// - as for [`Tags::set`], and the pool that made the key is alive.
     #[inline(always)]
-    pub(crate) unsafe fn set(self, base: NonNull<u8>, off: usize) {
+    pub(crate) unsafe fn set_at(self, block: NonNull<u8>, off: usize) {
         #[cfg(not(balloc_loom))]
         {
-            let p = base.as_ptr().wrapping_add(off).cast::<usize>();
+            let _ = off;
+            // Odd secret, 64-aligned block: never 0 (see `Tags::tag`).
+            let tag = self.secret ^ block.as_ptr().addr();
             // SAFETY: as in `Tags::word`: 64-aligned block memory the caller owns.
-            unsafe { AtomicUsize::from_ptr(p) }.store((self.secret ^ off) | 1, Ordering::Relaxed);
+            unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
+                .store(tag, Ordering::Relaxed);
         }
         #[cfg(balloc_loom)]
-        // SAFETY: forwarded; the pool (and so its Tags) is alive.
+        // SAFETY: forwarded; the pool (and so its Tags) is alive. `block - off` is the base.
         unsafe {
-            (*self.tags).set(base, off)
+            (*self.tags).set(
+                NonNull::new_unchecked(block.as_ptr().wrapping_sub(off)),
+                off,
+            )
         }
     }
 

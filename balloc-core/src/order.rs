@@ -83,15 +83,12 @@ pub const fn layout_order(size: usize, align: usize) -> u32 {
 /// ```
 #[inline(always)]
 pub const fn fast_layout_order(size: usize, align: usize) -> u32 {
-    let a = size.wrapping_sub(1);
-    let b = align.wrapping_sub(1);
-    // max(size, align) - 1; when size == 0, `a` wraps to usize::MAX and wins.
-    let m = if a > b { a } else { b };
-    if m < (1 << SMALLEST_K) {
-        SMALLEST_K
-    } else {
-        usize::BITS - m.leading_zeros()
-    }
+    // The highest set bit of `(size - 1) | (align - 1)` is that of `max(size, align) - 1`
+    // (when size == 0, `size - 1` wraps to usize::MAX: order usize::BITS). OR-ing in
+    // `2^SMALLEST_K - 1` floors the order at SMALLEST_K and makes the operand non-zero, so
+    // this is an `or` and a `bsr`, with no branch and no max.
+    let m = size.wrapping_sub(1) | align.wrapping_sub(1) | ((1 << SMALLEST_K) - 1);
+    usize::BITS - m.leading_zeros()
 }
 
 /// `2^k` bytes. `k` must be below `usize::BITS`.
@@ -139,4 +136,39 @@ pub fn checked_layout_order(layout: Layout, kval: u32) -> Result<u32, AllocError
         });
     }
     Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_layout_order_agrees_with_layout_order() {
+        let mut sizes: [usize; 12] = [
+            1,
+            63,
+            64,
+            65,
+            4095,
+            4096,
+            4097,
+            1 << 40,
+            (1 << 40) + 1,
+            usize::MAX / 2,
+            usize::MAX / 2 + 1,
+            usize::MAX,
+        ];
+        sizes.sort_unstable();
+        for align_k in 0..usize::BITS {
+            let align = 1usize << align_k;
+            assert_eq!(fast_layout_order(0, align), usize::BITS, "size 0");
+            for size in (1..=5000).chain(sizes) {
+                assert_eq!(
+                    fast_layout_order(size, align),
+                    layout_order(size, align),
+                    "size {size}, align {align}"
+                );
+            }
+        }
+    }
 }
