@@ -4,6 +4,7 @@
 #   balloc-bench/callgrind.sh [allocator...] (default: buddy-pool heap balloc-local balloc-global
 #                                             system mimalloc jemalloc)
 #   SIZE=4096 balloc-bench/callgrind.sh heap
+#   balloc-bench/callgrind.sh buddy-pool-batch heap-batch   (core/batch; N1, N2 multiples of 1000)
 #
 # Each allocator runs twice, with N1 and N2 pairs; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels the
 # setup (pool reservation, process start), leaving the loop: alloc, free, ~11 instructions of

@@ -7,12 +7,20 @@
 //!
 //! Invariants, for every order `k`:
 //! - `heads[k]` is the offset of the first node of list `k`, or `NIL` when the list is empty;
-//! - `counts[k]` is the list's length; bit `k` of `nonempty` is set ⇔ `counts[k] > 0`;
+//! - bit `k` of `nonempty` is set ⇔ `heads[k] != NIL`;
 //! - for consecutive nodes `a → b`: `a.next == b` and `b.prev == a`; the head's `prev` is `NIL`.
+//!
+//! No lengths are kept: a list's length is the number of its order's bits in the free bitmap,
+//! counted when someone asks (`BuddyPool::stats`), not on every push and unlink.
 
 use core::ptr::NonNull;
 
 use crate::order::ORDER_COUNT;
+
+/// Slots in `heads`: a power of two above `ORDER_COUNT`, so an order indexes it as `k & 63`
+/// (one `and`, no bounds check and no clamp).
+const SLOTS: usize = 64;
+const _: () = assert!(ORDER_COUNT <= SLOTS && SLOTS == u64::BITS as usize);
 
 /// "No block": the end of a list.
 pub const NIL: usize = usize::MAX;
@@ -25,11 +33,11 @@ struct FreeNode {
     prev: usize,
 }
 
-/// The heads, lengths and a non-empty mask of the per-order free lists.
+/// The heads and a non-empty mask of the per-order free lists.
 #[derive(Debug, Clone)]
 pub struct FreeLists {
-    heads: [usize; ORDER_COUNT],
-    counts: [usize; ORDER_COUNT],
+    /// Slots `ORDER_COUNT..SLOTS` stay `NIL`.
+    heads: [usize; SLOTS],
     /// Bit `k` set ⇔ list `k` is non-empty, so the smallest usable order is one `trailing_zeros`.
     nonempty: u64,
 }
@@ -38,16 +46,9 @@ impl FreeLists {
     /// All lists empty.
     pub const fn new() -> Self {
         Self {
-            heads: [NIL; ORDER_COUNT],
-            counts: [0; ORDER_COUNT],
+            heads: [NIL; SLOTS],
             nonempty: 0,
         }
-    }
-
-    /// Number of free blocks of order `k`.
-    #[inline]
-    pub fn count(&self, k: u32) -> usize {
-        self.counts[ord(k)]
     }
 
     /// The smallest order `>= k` with a free block, if any. O(1).
@@ -88,8 +89,54 @@ impl FreeLists {
             unsafe { (*node(base, head)).prev = off };
         }
         self.heads[ord(k)] = off;
-        self.counts[ord(k)] += 1;
         self.nonempty |= 1 << k;
+    }
+
+    /// Links the upper halves left by splitting the block at `off` from order `j` down to `k`:
+    /// for each `i` in `k..j`, from `j - 1` down, the block at `off + 2^i` becomes the only node
+    /// of list `i`, and `linked(i, (off + 2^i) >> i)` is called with its block index.
+    ///
+    /// Cost per order: two stores for the node, one for the head. The lists were empty, so no
+    /// old head is patched, and the non-empty mask is updated once for all of them.
+    ///
+    /// # Safety
+    /// - `k <= j < ORDER_COUNT`, and lists `k..j` are empty;
+    /// - `off` is aligned to `2^j`, and `base + off .. base + off + 2^j` is writable pool memory
+    ///   in no list (the block of order `j` just taken).
+    #[inline(always)]
+    pub unsafe fn push_split(
+        &mut self,
+        base: NonNull<u8>,
+        k: u32,
+        j: u32,
+        off: usize,
+        mut linked: impl FnMut(u32, usize),
+    ) {
+        debug_assert!(k <= j && (j as usize) < ORDER_COUNT, "orders {k}..{j}");
+        debug_assert_eq!(
+            self.nonempty & ((1 << j) - (1 << k)),
+            0,
+            "lists {k}..{j} are empty before a split"
+        );
+        let mut i = j;
+        // The lower half's index at order i: doubled at each step down, no shift by i.
+        let mut index = off >> j;
+        while i > k {
+            i -= 1;
+            index *= 2;
+            let half = off + (1 << i);
+            // SAFETY: the upper half of order i lies inside the block the caller gave us, which
+            // is writable pool memory in no list; it is aligned to 2^i >= 64.
+            unsafe {
+                node(base, half).write(FreeNode {
+                    next: NIL,
+                    prev: NIL,
+                })
+            };
+            self.heads[ord(i)] = half;
+            linked(i, index + 1);
+        }
+        self.nonempty |= (1 << j) - (1 << k);
     }
 
     /// Unlinks the block at `off` from list `k`. O(1).
@@ -98,6 +145,20 @@ impl FreeLists {
     /// - the block at `off` is in list `k`, and every node of list `k` is valid.
     #[inline(always)]
     pub unsafe fn remove(&mut self, base: NonNull<u8>, k: u32, off: usize) {
+        // SAFETY: the caller's guarantees are `unlink`'s.
+        let emptied = unsafe { self.unlink(base, k, off) };
+        self.mark_empty(emptied);
+    }
+
+    /// Unlinks the block at `off` from list `k`, leaving the non-empty mask to the caller: returns
+    /// `1 << k` when list `k` is now empty (pass it, or several OR-ed, to
+    /// [`mark_empty`](Self::mark_empty) before the mask is next read), else 0. O(1).
+    ///
+    /// # Safety
+    /// - the block at `off` is in list `k`, and every node of list `k` is valid.
+    #[inline(always)]
+    pub unsafe fn unlink(&mut self, base: NonNull<u8>, k: u32, off: usize) -> u64 {
+        let mut emptied = 0;
         // SAFETY: `off` is a node of list k (caller's guarantee).
         let FreeNode { next, prev } = unsafe { node(base, off).read() };
         if prev == NIL {
@@ -107,6 +168,9 @@ impl FreeLists {
                 "a node without prev heads its list"
             );
             self.heads[ord(k)] = next;
+            if next == NIL {
+                emptied = 1 << k;
+            }
         } else {
             // SAFETY: `prev` is a node of list k, since the list is well formed.
             unsafe { (*node(base, prev)).next = next };
@@ -115,10 +179,13 @@ impl FreeLists {
             // SAFETY: `next` is a node of list k, since the list is well formed.
             unsafe { (*node(base, next)).prev = prev };
         }
-        self.counts[ord(k)] -= 1;
-        if self.counts[ord(k)] == 0 {
-            self.nonempty &= !(1 << k);
-        }
+        emptied
+    }
+
+    /// Clears the non-empty bits of the lists that [`unlink`](Self::unlink) emptied.
+    #[inline(always)]
+    pub fn mark_empty(&mut self, emptied: u64) {
+        self.nonempty &= !emptied;
     }
 
     /// Unlinks and returns the first block of list `k`, if any.
@@ -163,16 +230,16 @@ impl Default for FreeLists {
     }
 }
 
-/// `k` as an index into the per-order arrays, clamped (one cmov instead of a bounds check;
-/// orders come from the pool's own arithmetic and are always in range).
+/// `k` as an index into `heads`, masked to its 64 slots (one `and` instead of a bounds check;
+/// orders come from the pool's own arithmetic and are always below `ORDER_COUNT`).
 #[inline(always)]
 fn ord(k: u32) -> usize {
     debug_assert!((k as usize) < ORDER_COUNT, "order {k} out of range");
-    (k as usize).min(ORDER_COUNT - 1)
+    k as usize & (SLOTS - 1)
 }
 
 /// The node of the block at `off`, derived from `base` so it keeps the pool's provenance.
-#[inline]
+#[inline(always)]
 fn node(base: NonNull<u8>, off: usize) -> *mut FreeNode {
     base.as_ptr().wrapping_add(off).cast::<FreeNode>()
 }

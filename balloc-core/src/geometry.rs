@@ -11,18 +11,26 @@
 use crate::error::FreeError;
 use crate::order::{ORDER_COUNT, SMALLEST_K};
 
+/// Entries in the `word_base` table: a power of two above `ORDER_COUNT`, so an order indexes it
+/// as `k & 63` (one `and`, no bounds check).
+const SLOTS: usize = 64;
+const _: () = assert!(ORDER_COUNT < SLOTS && SLOTS.is_power_of_two());
+
 /// Word offsets of each order's bitmap for a pool of one order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Geometry {
     kval: u32,
-    /// `word_base[k]`: first word of order `k`; `word_base[kval + 1]` is the total.
-    word_base: [usize; ORDER_COUNT + 1],
+    /// `word_base[k]`: first word of order `k`; every entry above `kval` is the total.
+    word_base: [usize; SLOTS],
+    /// `bit_base[k] == 64 * word_base[k]`: block `i` of order `k` is bit number
+    /// `bit_base[k] + i` of the bitmap, counting from bit 0 of word 0.
+    bit_base: [usize; SLOTS],
 }
 
 impl Geometry {
     /// The layout for a pool of order `kval` (`SMALLEST_K <= kval <= MAX_K`).
     pub const fn new(kval: u32) -> Self {
-        let mut word_base = [0usize; ORDER_COUNT + 1];
+        let mut word_base = [0usize; SLOTS];
         let mut total = 0usize;
         let mut k = SMALLEST_K;
         while k <= kval {
@@ -32,11 +40,21 @@ impl Geometry {
         }
         // Every slot above kval points at the end, so word_base(kval + 1) is the total.
         let mut j = kval as usize + 1;
-        while j <= ORDER_COUNT {
+        while j < SLOTS {
             word_base[j] = total;
             j += 1;
         }
-        Self { kval, word_base }
+        let mut bit_base = [0usize; SLOTS];
+        let mut j = 0;
+        while j < SLOTS {
+            bit_base[j] = word_base[j] * 64;
+            j += 1;
+        }
+        Self {
+            kval,
+            word_base,
+            bit_base,
+        }
     }
 
     /// Order of the whole pool.
@@ -51,14 +69,20 @@ impl Geometry {
         self.word_base[self.kval as usize + 1]
     }
 
-    /// First word of order `k`'s bits.
+    /// First word of order `k`'s bits (`k <= MAX_K`).
     #[inline(always)]
     pub const fn word_base(&self, k: u32) -> usize {
-        // Clamped rather than checked: orders come from the pool's own arithmetic, and a
-        // clamp is one cmov where a bounds check is a branch on every bit access.
-        let k = k as usize;
-        let k = if k < ORDER_COUNT { k } else { ORDER_COUNT };
-        self.word_base[k]
+        // Masked rather than checked: orders come from the pool's own arithmetic, and a mask
+        // is one `and` where a bounds check is a branch on every bit access.
+        self.word_base[k as usize & (SLOTS - 1)]
+    }
+
+    /// Bit number of block 0 of order `k` (`k <= MAX_K`): block `i` is bit `b = bit_base(k) + i`,
+    /// that is bit `b % 64` of word `b / 64`. A multiple of 64, so buddies are bits `b` and
+    /// `b ^ 1`, and the parent of block `i` is bit `bit_base(k + 1) + i / 2`.
+    #[inline(always)]
+    pub(crate) const fn bit_base(&self, k: u32) -> usize {
+        self.bit_base[k as usize & (SLOTS - 1)]
     }
 
     /// Number of words order `k` uses.

@@ -71,6 +71,8 @@ pub struct BuddyPool {
     geometry: Geometry,
     /// `2 * geometry.words()` words: the free bitmap, then the live bitmap.
     meta: NonNull<u64>,
+    /// The live bitmap: `meta + geometry.words()`, kept so a live bit costs no extra lookup.
+    live: NonNull<u64>,
     lists: FreeLists,
     allocated_bytes: usize,
     /// Kept to release the memory on drop (nothing to release without `std`).
@@ -155,10 +157,15 @@ impl BuddyPool {
     /// - `base` is `2^kval` writable bytes aligned to `2^kval`, `meta` is
     ///   `metadata_words(2^kval)` zeroed words, both exclusive to the pool while it lives.
     unsafe fn assemble(base: NonNull<u8>, kval: u32, meta: NonNull<u64>, backing: Backing) -> Self {
+        let geometry = Geometry::new(kval);
+        // SAFETY: the live bitmap starts `words()` words into the metadata, which holds
+        // `2 * words()` words, so the pointer is in bounds and not null.
+        let live = unsafe { meta.add(geometry.words()) };
         let mut pool = Self {
             base,
-            geometry: Geometry::new(kval),
+            geometry,
             meta,
+            live,
             lists: FreeLists::new(),
             allocated_bytes: 0,
             backing,
@@ -300,11 +307,12 @@ impl BuddyPool {
         Ok(new)
     }
 
-    /// A snapshot of where the pool's bytes are. O(orders).
+    /// A snapshot of where the pool's bytes are. O(metadata): it counts the free bitmap's bits,
+    /// about `size() / 2^SMALLEST_K` of them (one word per 4 KiB of pool).
     pub fn stats(&self) -> Stats {
         let mut stats = Stats::empty(self.size(), self.metadata_bytes());
         for k in SMALLEST_K..=self.kval() {
-            stats.add_free_blocks(k, self.lists.count(k));
+            stats.add_free_blocks(k, self.free_count(k));
         }
         stats.allocated_bytes = self.allocated_bytes;
         stats
@@ -380,18 +388,36 @@ impl BuddyPool {
         Ok((off, k))
     }
 
+    /// Number of free blocks of order `k`: the set bits of its part of the free bitmap.
+    pub(crate) fn free_count(&self, k: u32) -> usize {
+        let start = self.geometry.word_base(k);
+        let words = &self.meta()[start..start + self.geometry.words_of(k)];
+        words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
     /// Removes a free block of order `k` from the lists, splitting a larger one if needed.
+    ///
+    /// Per split order: one node written, one head stored, one free bit set. The block split is
+    /// from the smallest non-empty order `j >= k`, so lists `k..j` are empty and each upper half
+    /// becomes the only node of its list.
+    #[inline(always)]
     fn take_block(&mut self, k: u32) -> Option<usize> {
-        let mut j = self.lists.first_nonempty_from(k)?;
+        let j = self.lists.first_nonempty_from(k)?;
         // SAFETY: the lists are valid (pool invariant).
         let off =
             unsafe { self.lists.pop(self.base, j) }.expect("nonempty mask says list j has a block");
         self.clear_bit(Map::Free, j, off >> j);
-        while j > k {
-            j -= 1;
-            // SAFETY: the upper half of the block just taken is free pool memory in no list.
-            unsafe { self.insert_free(j, off + (1 << j)) };
-        }
+        let (meta, geometry) = (self.meta, &self.geometry);
+        let set_free_bit = |i: u32, index: usize| {
+            let b = geometry.bit_base(i) + index;
+            debug_assert!(b / 64 < geometry.words(), "free bit {b} out of range");
+            // SAFETY: `b` is block `index`'s bit among order i's free bits, inside the
+            // metadata; `&mut self` makes it exclusive.
+            unsafe { *meta.as_ptr().wrapping_add(b / 64) |= 1 << (b % 64) };
+        };
+        // SAFETY: `j` is the smallest order >= k with a free block, so lists `k..j` are empty;
+        // `off` starts the block of order j just unlinked, aligned to 2^j and in no list.
+        unsafe { self.lists.push_split(self.base, k, j, off, set_free_bit) };
         Some(off)
     }
 
@@ -408,23 +434,37 @@ impl BuddyPool {
         self.clear_bit(Map::Live, k, off >> k);
         self.allocated_bytes -= 1 << k;
         let kval = self.kval();
+        let (meta, geometry) = (self.meta, &self.geometry);
+        // `index` is the block's index at order k: its buddy is `index ^ 1`, its parent
+        // `index / 2`, with no shift by k.
+        let mut index = off >> k;
+        // `2^k`: the block's size, its buddy's offset bit, and list k's non-empty bit.
+        let mut size = 1usize << k;
+        let mut emptied = 0;
         while k < kval {
-            let buddy = off ^ (1 << k);
-            // One load tests the buddy's free bit; the same word is written to take it.
-            let (w, mask) = self.word_of(Map::Free, k, buddy >> k);
-            let word = self.meta_word(w);
-            // SAFETY: `w` is inside the metadata (see `meta_word`); `&mut self` is exclusive.
+            // The buddy's free bit: one load tests it, one store clears it.
+            let b = geometry.bit_base(k) + (index ^ 1);
+            debug_assert!(b / 64 < geometry.words(), "free bit {b} out of range");
+            let word = meta.as_ptr().wrapping_add(b / 64);
+            let mask = 1 << (b % 64);
+            // SAFETY: `b` is a bit of order k's free bits, inside the metadata; `&mut self`
+            // makes it exclusive.
             let bits = unsafe { *word };
             if bits & mask == 0 {
                 break;
             }
-            // SAFETY: as above.
-            unsafe { *word = bits & !mask };
+            // SAFETY: as above. The bit is set, so flipping it clears it.
+            unsafe { *word = bits ^ mask };
+            let buddy = off ^ size;
             // SAFETY: the buddy's free bit was set, so it is in list k (pool invariant).
-            unsafe { self.lists.remove(self.base, k, buddy) };
-            off &= !(1 << k);
+            emptied |= unsafe { self.lists.unlink(self.base, k, buddy) };
+            // Clears bit k of `off`: the merged block starts at the lower of the two.
+            off &= buddy;
+            index /= 2;
+            size *= 2;
             k += 1;
         }
+        self.lists.mark_empty(emptied);
         // SAFETY: `off` now starts a block of order k made only of the freed block and free
         // buddies just unlinked, so it is free and in no list.
         unsafe { self.insert_free(k, off) };
@@ -490,58 +530,49 @@ impl BuddyPool {
         unsafe { core::slice::from_raw_parts(self.meta.as_ptr(), 2 * self.geometry.words()) }
     }
 
-    #[inline(always)]
-    fn word_of(&self, map: Map, k: u32, index: usize) -> (usize, u64) {
-        let (w, mask) = self.geometry.locate(k, index);
-        let shift = if map == Map::Live {
-            self.geometry.words()
-        } else {
-            0
-        };
-        (w + shift, mask)
-    }
-
-    /// The metadata word `w`, for reading or writing.
+    /// The word of `map` holding bit `(k, index)`, and the bit's mask within it.
     ///
-    /// `w` must come from `word_of` for an order `SMALLEST_K..=kval` and a block index of that
-    /// order, so it is below `2 * geometry.words()` (checked in debug builds).
+    /// `k` must be an order `SMALLEST_K..=kval` and `index` a block index of that order, so the
+    /// word is inside that bitmap (checked in debug builds).
     #[inline(always)]
-    fn meta_word(&self, w: usize) -> *mut u64 {
-        debug_assert!(
-            w < 2 * self.geometry.words(),
-            "metadata word {w} out of range"
-        );
-        self.meta.as_ptr().wrapping_add(w)
+    fn word_of(&self, map: Map, k: u32, index: usize) -> (*mut u64, u64) {
+        let (w, mask) = self.geometry.locate(k, index);
+        debug_assert!(w < self.geometry.words(), "bitmap word {w} out of range");
+        let bitmap = match map {
+            Map::Free => self.meta,
+            Map::Live => self.live,
+        };
+        (bitmap.as_ptr().wrapping_add(w), mask)
     }
 
     #[inline(always)]
     pub(crate) fn bit(&self, map: Map, k: u32, index: usize) -> bool {
-        let (w, mask) = self.word_of(map, k, index);
-        // SAFETY: `w` is inside the metadata (see `meta_word`), which the pool owns; `&self`
+        let (word, mask) = self.word_of(map, k, index);
+        // SAFETY: `word` is inside the metadata (see `word_of`), which the pool owns; `&self`
         // excludes writers.
-        unsafe { *self.meta_word(w) & mask != 0 }
+        unsafe { *word & mask != 0 }
     }
 
     #[inline(always)]
     fn set_bit(&mut self, map: Map, k: u32, index: usize) {
-        let (w, mask) = self.word_of(map, k, index);
+        let (word, mask) = self.word_of(map, k, index);
         debug_assert!(
             !self.bit(map, k, index),
             "{map:?} bit ({k}, {index}) set twice"
         );
-        // SAFETY: `w` is inside the metadata (see `meta_word`); `&mut self` makes it exclusive.
-        unsafe { *self.meta_word(w) |= mask };
+        // SAFETY: `word` is inside the metadata (see `word_of`); `&mut self` makes it exclusive.
+        unsafe { *word |= mask };
     }
 
     #[inline(always)]
     fn clear_bit(&mut self, map: Map, k: u32, index: usize) {
-        let (w, mask) = self.word_of(map, k, index);
+        let (word, mask) = self.word_of(map, k, index);
         debug_assert!(
             self.bit(map, k, index),
             "{map:?} bit ({k}, {index}) cleared twice"
         );
-        // SAFETY: `w` is inside the metadata (see `meta_word`); `&mut self` makes it exclusive.
-        unsafe { *self.meta_word(w) &= !mask };
+        // SAFETY: `word` is inside the metadata (see `word_of`); `&mut self` makes it exclusive.
+        unsafe { *word &= !mask };
     }
 
     #[inline]

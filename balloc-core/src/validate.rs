@@ -87,19 +87,16 @@ impl BuddyPool {
                     return fail("block both free and allocated", k, usize::MAX);
                 }
             }
-            if free_count != self.lists().count(k) {
-                return fail("free bitmap count differs from list length", k, usize::MAX);
+            if (self.lists().head(k) != NIL) != (self.lists().first_nonempty_from(k) == Some(k)) {
+                return fail("non-empty mask disagrees with the list head", k, usize::MAX);
             }
-            if (self.lists().count(k) > 0) != (self.lists().first_nonempty_from(k) == Some(k)) {
-                return fail("non-empty mask disagrees with list length", k, usize::MAX);
-            }
-            // Walk list k: bounded by its count, so a cycle cannot hang us.
+            // Walk list k: bounded by the free bits of order k, so a cycle cannot hang us.
             let mut prev = NIL;
             let mut off = self.lists().head(k);
             let mut seen = 0usize;
             while off != NIL {
-                if seen == self.lists().count(k) {
-                    return fail("free list longer than its count (cycle?)", k, off);
+                if seen == free_count {
+                    return fail("free list longer than its free bits (cycle?)", k, off);
                 }
                 if off >= size || off & ((1 << k) - 1) != 0 {
                     return fail("free list node outside the pool or misaligned", k, off);
@@ -116,8 +113,8 @@ impl BuddyPool {
                 off = unsafe { FreeLists::next_of(base, off) };
                 seen += 1;
             }
-            if seen != self.lists().count(k) {
-                return fail("free list shorter than its count", k, usize::MAX);
+            if seen != free_count {
+                return fail("free list shorter than its free bits", k, usize::MAX);
             }
         }
         if live_bytes != self.allocated_bytes() {

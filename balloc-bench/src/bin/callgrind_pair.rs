@@ -7,6 +7,11 @@
 //! Allocators: `buddy-pool`, `heap` (buddy_system_allocator `Heap<32>`), `balloc-local`,
 //! `balloc-global`, `system`, `mimalloc`, `jemalloc`. (snmalloc aborts under valgrind.)
 //!
+//! `buddy-pool-batch` and `heap-batch` run `core/batch` from `benches/core.rs` instead: rounds
+//! of [`BATCH_LEN`] allocs of sizes cycling through [`BATCH_SIZES`] (`size` is ignored), then
+//! the frees in allocation order; `iterations` counts alloc + free pairs (a multiple of
+//! `BATCH_LEN`), so the script's result is again instructions per pair.
+//!
 //! Both the pool and the heap manage 16 MiB, as in `benches/core.rs`. Setup differs per
 //! allocator, so the script runs two iteration counts and divides the difference.
 
@@ -15,6 +20,7 @@ use core::hint::black_box;
 use core::ptr::NonNull;
 
 use balloc_bench::alloc::LocalAlloc;
+use balloc_bench::workload::{BATCH_LEN, BATCH_SIZES};
 use balloc_concurrent::ConcurrentPool;
 use balloc_core::os::Mapping;
 use balloc_core::BuddyPool;
@@ -35,6 +41,25 @@ fn pairs(
     }
 }
 
+/// `core/batch`'s loop: `n / BATCH_LEN` rounds of `BATCH_LEN` allocs, then their frees in order.
+#[inline(never)]
+fn batches(
+    n: u64,
+    mut alloc: impl FnMut(usize) -> NonNull<u8>,
+    mut free: impl FnMut(NonNull<u8>, usize),
+) {
+    let mut live = Vec::with_capacity(BATCH_LEN);
+    for _ in 0..n / BATCH_LEN as u64 {
+        for i in 0..BATCH_LEN {
+            let size = BATCH_SIZES[i % BATCH_SIZES.len()];
+            live.push((alloc(black_box(size)), size));
+        }
+        for (p, size) in live.drain(..) {
+            free(black_box(p), size);
+        }
+    }
+}
+
 fn global<A: GlobalAlloc>(a: &A, n: u64, size: usize) {
     let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
     pairs(
@@ -49,7 +74,7 @@ fn global<A: GlobalAlloc>(a: &A, n: u64, size: usize) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: callgrind_pair <buddy-pool|heap|balloc-local|balloc-global|system|mimalloc|jemalloc> <iterations> [size]";
+    let usage = "usage: callgrind_pair <buddy-pool|heap|buddy-pool-batch|heap-batch|balloc-local|balloc-global|system|mimalloc|jemalloc> <iterations> [size]";
     let which = args.next().expect(usage);
     let n: u64 = args.next().and_then(|s| s.parse().ok()).expect(usage);
     let size: usize = args.next().map_or(64, |s| s.parse().expect(usage));
@@ -62,6 +87,29 @@ fn main() {
                 size,
                 |s| pool.borrow_mut().alloc(s).expect("alloc"),
                 |p, _| pool.borrow_mut().free(p).expect("free"),
+            );
+        }
+        "buddy-pool-batch" => {
+            let mut pool = BuddyPool::new(REGION).expect("reserve the pool");
+            let pool = std::cell::RefCell::new(&mut pool);
+            batches(
+                n,
+                |s| pool.borrow_mut().alloc(s).expect("alloc"),
+                |p, _| pool.borrow_mut().free(p).expect("free"),
+            );
+        }
+        "heap-batch" => {
+            let region = Mapping::reserve(REGION, REGION).expect("reserve the region");
+            let mut heap = buddy_system_allocator::Heap::<32>::new();
+            // SAFETY: as for "heap".
+            unsafe { heap.init(region.as_ptr().as_ptr().addr(), REGION) };
+            let heap = std::cell::RefCell::new(heap);
+            let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
+            batches(
+                n,
+                |s| heap.borrow_mut().alloc(layout(s)).expect("alloc"),
+                // SAFETY: `p` came from this heap with `layout(s)` and is freed once.
+                |p, s| unsafe { heap.borrow_mut().dealloc(p, layout(s)) },
             );
         }
         "heap" => {
