@@ -5,10 +5,18 @@
 //! smallest block is 64 bytes). Links are offsets from the pool base, [`NIL`] for none, so a
 //! node never holds a pointer and provenance always comes from the pool base.
 //!
-//! Invariants, for every order `k`:
-//! - `heads[k]` is the offset of the first node of list `k`, or `NIL` when the list is empty;
-//! - bit `k` of `nonempty` is set ⇔ `heads[k] != NIL`;
-//! - for consecutive nodes `a → b`: `a.next == b` and `b.prev == a`; the head's `prev` is `NIL`.
+//! Invariants, for every order `k`, with `bit = 1 << k`:
+//! - `nonempty & bit != 0` ⇔ list `k` is non-empty; then `heads[k]` is the offset of its first
+//!   node. When the bit is clear, `heads[k]` is stale and never read;
+//! - `lone & bit != 0` ⇒ list `k` is exactly the one block `heads[k]`, whose node has not been
+//!   written: its bytes are stale and never read (`lone` ⊆ `nonempty`);
+//! - otherwise, for consecutive nodes `a → b`: `a.next == b` and `b.prev == a`; the head's
+//!   `prev` and the last node's `next` are `NIL`.
+//!
+//! A split leaves each upper half alone in a list that was empty, and a free of the block merges
+//! them back in the reverse order, so the lone case is the common one: pushing such a block
+//! stores only its head, and unlinking it touches no memory but two mask bits. The node is
+//! written when a second block joins the list.
 //!
 //! No lengths are kept: a list's length is the number of its order's bits in the free bitmap,
 //! counted when someone asks (`BuddyPool::stats`), not on every push and unlink.
@@ -25,7 +33,7 @@ const _: () = assert!(ORDER_COUNT <= SLOTS && SLOTS == u64::BITS as usize);
 /// "No block": the end of a list.
 pub const NIL: usize = usize::MAX;
 
-/// The links stored at the start of every free block.
+/// The links stored at the start of every free block (unless it is alone in its list).
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct FreeNode {
@@ -33,13 +41,15 @@ struct FreeNode {
     prev: usize,
 }
 
-/// The heads and a non-empty mask of the per-order free lists.
+/// The heads and the non-empty and lone-block masks of the per-order free lists.
 #[derive(Debug, Clone)]
 pub struct FreeLists {
-    /// Slots `ORDER_COUNT..SLOTS` stay `NIL`.
+    /// `heads[k]`: the first block of list `k`, when bit `k` of `nonempty` is set.
     heads: [usize; SLOTS],
     /// Bit `k` set ⇔ list `k` is non-empty, so the smallest usable order is one `trailing_zeros`.
     nonempty: u64,
+    /// Bit `k` set ⇒ list `k` holds one block, `heads[k]`, and its node is unwritten.
+    lone: u64,
 }
 
 impl FreeLists {
@@ -48,6 +58,7 @@ impl FreeLists {
         Self {
             heads: [NIL; SLOTS],
             nonempty: 0,
+            lone: 0,
         }
     }
 
@@ -65,7 +76,29 @@ impl FreeLists {
     /// Offset of the first block of list `k`, or [`NIL`].
     #[inline]
     pub fn head(&self, k: u32) -> usize {
-        self.heads[ord(k)]
+        if self.nonempty & (1 << k) == 0 {
+            NIL
+        } else {
+            self.heads[ord(k)]
+        }
+    }
+
+    /// True when the list whose non-empty bit is `bit` (`1 << k`) is lone: one block, whose node
+    /// is unwritten, so [`unlink`](Self::unlink) would only report it emptied.
+    #[inline(always)]
+    pub fn is_lone(&self, bit: u64) -> bool {
+        self.lone & bit != 0
+    }
+
+    /// The lone lists among `lists` (a mask of orders).
+    #[inline(always)]
+    pub fn lone_in(&self, lists: u64) -> u64 {
+        self.lone & lists
+    }
+
+    /// True when the masks agree: every lone list is non-empty.
+    pub fn masks_agree(&self) -> bool {
+        self.lone & !self.nonempty == 0
     }
 
     /// Pushes the block at `off` onto list `k`.
@@ -73,10 +106,31 @@ impl FreeLists {
     /// # Safety
     /// - `base + off .. base + off + 16` is writable memory of the pool, aligned to 16, and the
     ///   block is free and in no list;
-    /// - every node in list `k` is valid, as after earlier `push` calls.
+    /// - list `k` is valid (the module's invariants hold for it).
     #[inline(always)]
     pub unsafe fn push(&mut self, base: NonNull<u8>, k: u32, off: usize) {
+        let bit = 1 << k;
+        if self.nonempty & bit == 0 {
+            self.heads[ord(k)] = off;
+            self.nonempty |= bit;
+            self.lone |= bit;
+            return;
+        }
         let head = self.heads[ord(k)];
+        if self.lone & bit != 0 {
+            // SAFETY: `head` is the lone block of list k: free pool memory whose node is ours to
+            // write, now that it gets a neighbour.
+            unsafe {
+                node(base, head).write(FreeNode {
+                    next: NIL,
+                    prev: off,
+                })
+            };
+            self.lone &= !bit;
+        } else {
+            // SAFETY: `head` is a node of list k, valid by the caller's guarantee.
+            unsafe { (*node(base, head)).prev = off };
+        }
         // SAFETY: the caller guarantees the block at `off` is free pool memory we may write.
         unsafe {
             node(base, off).write(FreeNode {
@@ -84,82 +138,77 @@ impl FreeLists {
                 prev: NIL,
             })
         };
-        if head != NIL {
-            // SAFETY: `head` is a node of list k, valid by the caller's guarantee.
-            unsafe { (*node(base, head)).prev = off };
-        }
         self.heads[ord(k)] = off;
-        self.nonempty |= 1 << k;
     }
 
     /// Links the upper halves left by splitting the block at `off` from order `j` down to `k`:
-    /// for each `i` in `k..j`, from `j - 1` down, the block at `off + 2^i` becomes the only node
-    /// of list `i`, and `linked(i, (off + 2^i) >> i)` is called with its block index.
+    /// for each `i` in `k..j`, from `j - 1` down, the block at `off + 2^i` becomes the lone block
+    /// of list `i`, and `linked(2^(j - i) * n + 1)` is called: with `n` the split block's number
+    /// in a binary-heap numbering (halves of `m` are `2m` and `2m + 1`), that is the half's.
     ///
-    /// Cost per order: two stores for the node, one for the head. The lists were empty, so no
-    /// old head is patched, and the non-empty mask is updated once for all of them.
+    /// Cost per order: one store, of the head. The lists were empty, so no node is written and
+    /// no old head patched, and both masks are updated once for all of them.
     ///
     /// # Safety
     /// - `k <= j < ORDER_COUNT`, and lists `k..j` are empty;
-    /// - `off` is aligned to `2^j`, and `base + off .. base + off + 2^j` is writable pool memory
-    ///   in no list (the block of order `j` just taken).
+    /// - `off` is aligned to `2^j`, and `base + off .. base + off + 2^j` is pool memory in no
+    ///   list and not handed out (the block of order `j` just taken), so the halves may become
+    ///   free blocks.
     #[inline(always)]
     pub unsafe fn push_split(
         &mut self,
-        base: NonNull<u8>,
         k: u32,
         j: u32,
         off: usize,
-        mut linked: impl FnMut(u32, usize),
+        mut n: usize,
+        mut linked: impl FnMut(usize),
     ) {
         debug_assert!(k <= j && (j as usize) < ORDER_COUNT, "orders {k}..{j}");
+        let range = (1 << j) - (1 << k);
         debug_assert_eq!(
-            self.nonempty & ((1 << j) - (1 << k)),
+            self.nonempty & range,
             0,
             "lists {k}..{j} are empty before a split"
         );
-        let mut i = j;
-        // The lower half's index at order i: doubled at each step down, no shift by i.
-        let mut index = off >> j;
-        while i > k {
-            i -= 1;
-            index *= 2;
-            let half = off + (1 << i);
-            // SAFETY: the upper half of order i lies inside the block the caller gave us, which
-            // is writable pool memory in no list; it is aligned to 2^i >= 64.
-            unsafe {
-                node(base, half).write(FreeNode {
-                    next: NIL,
-                    prev: NIL,
-                })
-            };
-            self.heads[ord(i)] = half;
-            linked(i, index + 1);
+        // Walking the heads from j - 1 down to k: one bounds check here, none per order.
+        let mut half = 1usize << j;
+        for head in self.heads[k as usize..j as usize].iter_mut().rev() {
+            half /= 2;
+            // The lower half's number: doubled at each step down, no shift by i.
+            n *= 2;
+            *head = off + half;
+            linked(n + 1);
         }
-        self.nonempty |= (1 << j) - (1 << k);
+        self.nonempty |= range;
+        self.lone |= range;
     }
 
     /// Unlinks the block at `off` from list `k`. O(1).
     ///
     /// # Safety
-    /// - the block at `off` is in list `k`, and every node of list `k` is valid.
+    /// - the block at `off` is in list `k`, and list `k` is valid.
     #[inline(always)]
     pub unsafe fn remove(&mut self, base: NonNull<u8>, k: u32, off: usize) {
         // SAFETY: the caller's guarantees are `unlink`'s.
-        let emptied = unsafe { self.unlink(base, k, off) };
-        self.mark_empty(emptied);
+        if unsafe { self.unlink(base, k, off) } {
+            self.mark_empty(1 << k);
+        }
     }
 
-    /// Unlinks the block at `off` from list `k`, leaving the non-empty mask to the caller: returns
-    /// `1 << k` when list `k` is now empty (pass it, or several OR-ed, to
-    /// [`mark_empty`](Self::mark_empty) before the mask is next read), else 0. O(1).
+    /// Unlinks the block at `off` from list `k`, leaving the masks to the caller: returns true
+    /// when list `k` is now empty (then pass `1 << k`, or several such bits OR-ed, to
+    /// [`mark_empty`](Self::mark_empty) before the lists are next used). O(1); no memory is
+    /// touched when the block is alone in its list.
     ///
     /// # Safety
-    /// - the block at `off` is in list `k`, and every node of list `k` is valid.
+    /// - the block at `off` is in list `k`, and list `k` is valid.
     #[inline(always)]
-    pub unsafe fn unlink(&mut self, base: NonNull<u8>, k: u32, off: usize) -> u64 {
-        let mut emptied = 0;
-        // SAFETY: `off` is a node of list k (caller's guarantee).
+    pub unsafe fn unlink(&mut self, base: NonNull<u8>, k: u32, off: usize) -> bool {
+        if self.lone & (1 << k) != 0 {
+            debug_assert_eq!(self.heads[ord(k)], off, "a lone block heads its list");
+            return true;
+        }
+        // SAFETY: `off` is a node of list k (caller's guarantee), not lone, so written.
         let FreeNode { next, prev } = unsafe { node(base, off).read() };
         if prev == NIL {
             debug_assert_eq!(
@@ -168,9 +217,6 @@ impl FreeLists {
                 "a node without prev heads its list"
             );
             self.heads[ord(k)] = next;
-            if next == NIL {
-                emptied = 1 << k;
-            }
         } else {
             // SAFETY: `prev` is a node of list k, since the list is well formed.
             unsafe { (*node(base, prev)).next = next };
@@ -179,47 +225,52 @@ impl FreeLists {
             // SAFETY: `next` is a node of list k, since the list is well formed.
             unsafe { (*node(base, next)).prev = prev };
         }
-        emptied
+        prev == NIL && next == NIL
     }
 
-    /// Clears the non-empty bits of the lists that [`unlink`](Self::unlink) emptied.
+    /// Marks the lists that [`unlink`](Self::unlink) emptied as empty.
     #[inline(always)]
     pub fn mark_empty(&mut self, emptied: u64) {
         self.nonempty &= !emptied;
+        self.lone &= !emptied;
     }
 
-    /// Unlinks and returns the first block of list `k`, if any.
+    /// Unlinks and returns the first block of list `k`, which is non-empty.
     ///
     /// # Safety
-    /// - every node of list `k` is valid.
-    #[inline]
-    pub unsafe fn pop(&mut self, base: NonNull<u8>, k: u32) -> Option<usize> {
+    /// - list `k` is valid and non-empty.
+    #[inline(always)]
+    pub unsafe fn pop_nonempty(&mut self, base: NonNull<u8>, k: u32) -> usize {
+        debug_assert!(self.nonempty & (1 << k) != 0, "list {k} is empty");
         let head = self.heads[ord(k)];
-        if head == NIL {
-            return None;
-        }
         // SAFETY: head is in list k; the caller guarantees the list is valid.
         unsafe { self.remove(base, k, head) };
-        Some(head)
+        head
     }
 
-    /// The offset after `off` in its list.
+    /// The offset after `off` in list `k`, or [`NIL`].
     ///
     /// # Safety
-    /// - `off` is a node of a valid list.
+    /// - `off` is a block of list `k`, and list `k` is valid.
     #[inline]
-    pub unsafe fn next_of(base: NonNull<u8>, off: usize) -> usize {
-        // SAFETY: the caller guarantees `off` is a valid node.
+    pub unsafe fn next_in(&self, base: NonNull<u8>, k: u32, off: usize) -> usize {
+        if self.lone & (1 << k) != 0 {
+            return NIL;
+        }
+        // SAFETY: the caller guarantees `off` is a node of list k, not lone, so written.
         unsafe { node(base, off).read().next }
     }
 
-    /// The offset before `off` in its list.
+    /// The offset before `off` in list `k`, or [`NIL`].
     ///
     /// # Safety
-    /// - `off` is a node of a valid list.
+    /// - `off` is a block of list `k`, and list `k` is valid.
     #[inline]
-    pub unsafe fn prev_of(base: NonNull<u8>, off: usize) -> usize {
-        // SAFETY: the caller guarantees `off` is a valid node.
+    pub unsafe fn prev_in(&self, base: NonNull<u8>, k: u32, off: usize) -> usize {
+        if self.lone & (1 << k) != 0 {
+            return NIL;
+        }
+        // SAFETY: the caller guarantees `off` is a node of list k, not lone, so written.
         unsafe { node(base, off).read().prev }
     }
 }

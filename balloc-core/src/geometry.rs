@@ -22,9 +22,6 @@ pub struct Geometry {
     kval: u32,
     /// `word_base[k]`: first word of order `k`; every entry above `kval` is the total.
     word_base: [usize; SLOTS],
-    /// `bit_base[k] == 64 * word_base[k]`: block `i` of order `k` is bit number
-    /// `bit_base[k] + i` of the bitmap, counting from bit 0 of word 0.
-    bit_base: [usize; SLOTS],
 }
 
 impl Geometry {
@@ -44,17 +41,7 @@ impl Geometry {
             word_base[j] = total;
             j += 1;
         }
-        let mut bit_base = [0usize; SLOTS];
-        let mut j = 0;
-        while j < SLOTS {
-            bit_base[j] = word_base[j] * 64;
-            j += 1;
-        }
-        Self {
-            kval,
-            word_base,
-            bit_base,
-        }
+        Self { kval, word_base }
     }
 
     /// Order of the whole pool.
@@ -75,14 +62,6 @@ impl Geometry {
         // Masked rather than checked: orders come from the pool's own arithmetic, and a mask
         // is one `and` where a bounds check is a branch on every bit access.
         self.word_base[k as usize & (SLOTS - 1)]
-    }
-
-    /// Bit number of block 0 of order `k` (`k <= MAX_K`): block `i` is bit `b = bit_base(k) + i`,
-    /// that is bit `b % 64` of word `b / 64`. A multiple of 64, so buddies are bits `b` and
-    /// `b ^ 1`, and the parent of block `i` is bit `bit_base(k + 1) + i / 2`.
-    #[inline(always)]
-    pub(crate) const fn bit_base(&self, k: u32) -> usize {
-        self.bit_base[k as usize & (SLOTS - 1)]
     }
 
     /// Number of words order `k` uses.

@@ -4,6 +4,11 @@
 //! - `free` bitmap: bit `(k, i)` set ⇔ block `i` of order `k` is free and not inside a larger
 //!   free block ⇔ it is in free list `k`;
 //! - `live` bitmap: bit `(k, i)` set ⇔ block `i` of order `k` is handed out to a caller;
+//! - both bitmaps number the blocks as a binary heap: block `i` of order `k` is bit
+//!   `n = 2^(kval - k) + i` (the whole pool is bit 1), so its buddy is bit `n ^ 1`, its parent
+//!   bit `n / 2` and its halves bits `2n` and `2n + 1`: walking up or down the orders needs no
+//!   per-order table. Bit 0 is unused. Each bitmap takes `2^(kval - SMALLEST_K + 1)` bits, which
+//!   fits in the `geometry.words()` words [`metadata_words`] gives it;
 //! - every byte of the pool lies in exactly one free or live block (the blocks tile the pool);
 //! - no two buddies are both free (they would have been merged);
 //! - `allocated_bytes == Σ 2^k` over live blocks.
@@ -17,7 +22,9 @@ use core::ptr::NonNull;
 
 use crate::error::{AllocError, FreeError, InitError};
 use crate::free_list::{FreeLists, NIL};
-use crate::geometry::{block_offset, find_live_block, metadata_words, Geometry};
+#[cfg(doc)]
+use crate::geometry::find_live_block;
+use crate::geometry::{block_offset, metadata_words, Geometry};
 use crate::order::{btok, checked_layout_order, checked_size_order, MAX_K, MIN_K, SMALLEST_K};
 use crate::stats::Stats;
 
@@ -381,18 +388,60 @@ impl BuddyPool {
     // ---- internals ----------------------------------------------------------------------------
 
     /// The offset and order of the allocated block starting at `ptr`.
+    ///
+    /// As [`find_live_block`]: one live-bit test per order from `SMALLEST_K` up, each the parent
+    /// of the last (`n / 2`), until one is set.
+    #[inline(always)]
     fn find_allocated(&self, ptr: NonNull<u8>) -> Result<(usize, u32), FreeError> {
         let kval = self.kval();
         let off = block_offset(self.base.as_ptr().addr(), ptr.as_ptr().addr(), kval)?;
-        let k = find_live_block(off, kval, |k, i| self.bit(Map::Live, k, i))?;
-        Ok((off, k))
+        let mut n = self.heap_bit(SMALLEST_K, off >> SMALLEST_K);
+        let mut k = SMALLEST_K;
+        while n != 0 {
+            debug_assert!(n / 64 < self.geometry.words(), "live bit {n} out of range");
+            // SAFETY: `n` is the heap number of a block of this pool, so its word is inside the
+            // live bitmap; `&self` excludes writers.
+            if unsafe { *self.live.as_ptr().wrapping_add(n / 64) } & (1 << (n % 64)) != 0 {
+                return if off & ((1 << k) - 1) == 0 {
+                    Ok((off, k))
+                } else {
+                    Err(FreeError::Interior)
+                };
+            }
+            n /= 2;
+            k += 1;
+        }
+        Err(FreeError::DoubleFree)
     }
 
     /// Number of free blocks of order `k`: the set bits of its part of the free bitmap.
     pub(crate) fn free_count(&self, k: u32) -> usize {
-        let start = self.geometry.word_base(k);
-        let words = &self.meta()[start..start + self.geometry.words_of(k)];
-        words.iter().map(|w| w.count_ones() as usize).sum()
+        let (words, mask) = self.order_words(k);
+        self.meta()[words]
+            .iter()
+            .map(|w| (w & mask).count_ones() as usize)
+            .sum()
+    }
+
+    /// The words of either bitmap that hold order `k`'s bits, and the mask of those bits within
+    /// each word (all ones, except for orders of fewer than 64 blocks, which share word 0).
+    pub(crate) fn order_words(&self, k: u32) -> (core::ops::Range<usize>, u64) {
+        let first = 1usize << (self.kval() - k);
+        if first >= 64 {
+            (first / 64..2 * first / 64, u64::MAX)
+        } else {
+            (0..1, ((1u64 << first) - 1) << first)
+        }
+    }
+
+    /// Heap number of block `index` of order `k`: its bit in either bitmap.
+    #[inline(always)]
+    fn heap_bit(&self, k: u32, index: usize) -> usize {
+        debug_assert!(
+            k <= self.kval() && index >> (self.kval() - k) == 0,
+            "block ({k}, {index}) out of range"
+        );
+        (1usize << (self.kval() - k)) | index
     }
 
     /// Removes a free block of order `k` from the lists, splitting a larger one if needed.
@@ -403,21 +452,20 @@ impl BuddyPool {
     #[inline(always)]
     fn take_block(&mut self, k: u32) -> Option<usize> {
         let j = self.lists.first_nonempty_from(k)?;
-        // SAFETY: the lists are valid (pool invariant).
-        let off =
-            unsafe { self.lists.pop(self.base, j) }.expect("nonempty mask says list j has a block");
+        // SAFETY: the lists are valid (pool invariant) and list j is non-empty.
+        let off = unsafe { self.lists.pop_nonempty(self.base, j) };
         self.clear_bit(Map::Free, j, off >> j);
-        let (meta, geometry) = (self.meta, &self.geometry);
-        let set_free_bit = |i: u32, index: usize| {
-            let b = geometry.bit_base(i) + index;
-            debug_assert!(b / 64 < geometry.words(), "free bit {b} out of range");
-            // SAFETY: `b` is block `index`'s bit among order i's free bits, inside the
-            // metadata; `&mut self` makes it exclusive.
-            unsafe { *meta.as_ptr().wrapping_add(b / 64) |= 1 << (b % 64) };
+        let (meta, words) = (self.meta, self.geometry.words());
+        let set_free_bit = |n: usize| {
+            debug_assert!(n / 64 < words, "free bit {n} out of range");
+            // SAFETY: `n` is the heap number of a block of this pool, so its word is inside the
+            // free bitmap; `&mut self` makes it exclusive.
+            unsafe { *meta.as_ptr().wrapping_add(n / 64) |= 1 << (n % 64) };
         };
+        let n = self.heap_bit(j, off >> j);
         // SAFETY: `j` is the smallest order >= k with a free block, so lists `k..j` are empty;
         // `off` starts the block of order j just unlinked, aligned to 2^j and in no list.
-        unsafe { self.lists.push_split(self.base, k, j, off, set_free_bit) };
+        unsafe { self.lists.push_split(k, j, off, n, set_free_bit) };
         Some(off)
     }
 
@@ -425,7 +473,7 @@ impl BuddyPool {
     ///
     /// # Safety
     /// - `off` is the start of a live block of order `k`.
-    unsafe fn release(&mut self, mut off: usize, mut k: u32) {
+    unsafe fn release(&mut self, mut off: usize, k: u32) {
         #[cfg(feature = "debug-fill")]
         // SAFETY: the block is live, ours until it is linked below.
         unsafe {
@@ -433,22 +481,22 @@ impl BuddyPool {
         }
         self.clear_bit(Map::Live, k, off >> k);
         self.allocated_bytes -= 1 << k;
-        let kval = self.kval();
-        let (meta, geometry) = (self.meta, &self.geometry);
-        // `index` is the block's index at order k: its buddy is `index ^ 1`, its parent
-        // `index / 2`, with no shift by k.
-        let mut index = off >> k;
+        let (meta, words) = (self.meta, self.geometry.words());
+        // `n` is the block's heap number: its buddy is `n ^ 1`, its parent `n / 2`, with no
+        // shift by k; it is 1 for the whole pool.
+        let mut n = self.heap_bit(k, off >> k);
         // `2^k`: the block's size, its buddy's offset bit, and list k's non-empty bit.
-        let mut size = 1usize << k;
+        let first_size = 1usize << k;
+        let mut size = first_size;
         let mut emptied = 0;
-        while k < kval {
+        while n > 1 {
             // The buddy's free bit: one load tests it, one store clears it.
-            let b = geometry.bit_base(k) + (index ^ 1);
-            debug_assert!(b / 64 < geometry.words(), "free bit {b} out of range");
+            let b = n ^ 1;
+            debug_assert!(b / 64 < words, "free bit {b} out of range");
             let word = meta.as_ptr().wrapping_add(b / 64);
             let mask = 1 << (b % 64);
-            // SAFETY: `b` is a bit of order k's free bits, inside the metadata; `&mut self`
-            // makes it exclusive.
+            // SAFETY: `b` is the heap number of a block of this pool, so its word is inside the
+            // free bitmap; `&mut self` makes it exclusive.
             let bits = unsafe { *word };
             if bits & mask == 0 {
                 break;
@@ -456,14 +504,23 @@ impl BuddyPool {
             // SAFETY: as above. The bit is set, so flipping it clears it.
             unsafe { *word = bits ^ mask };
             let buddy = off ^ size;
-            // SAFETY: the buddy's free bit was set, so it is in list k (pool invariant).
-            emptied |= unsafe { self.lists.unlink(self.base, k, buddy) };
+            // The common case, a buddy alone in its list, is one test: no node to read, and
+            // its list is marked empty after the loop, with the others.
+            if !self.lists.is_lone(size as u64) {
+                // SAFETY: the buddy's free bit was set, so it is in list k (pool invariant);
+                // k is the order of `size`.
+                if unsafe { self.lists.unlink(self.base, size.trailing_zeros(), buddy) } {
+                    emptied |= size as u64;
+                }
+            }
             // Clears bit k of `off`: the merged block starts at the lower of the two.
             off &= buddy;
-            index /= 2;
+            n /= 2;
             size *= 2;
-            k += 1;
         }
+        // Lists k0..k with a lone block gave it to the merge: they are empty now.
+        emptied |= self.lists.lone_in((size - first_size) as u64);
+        let k = size.trailing_zeros();
         self.lists.mark_empty(emptied);
         // SAFETY: `off` now starts a block of order k made only of the freed block and free
         // buddies just unlinked, so it is free and in no list.
@@ -536,7 +593,8 @@ impl BuddyPool {
     /// word is inside that bitmap (checked in debug builds).
     #[inline(always)]
     fn word_of(&self, map: Map, k: u32, index: usize) -> (*mut u64, u64) {
-        let (w, mask) = self.geometry.locate(k, index);
+        let n = self.heap_bit(k, index);
+        let (w, mask) = (n / 64, 1 << (n % 64));
         debug_assert!(w < self.geometry.words(), "bitmap word {w} out of range");
         let bitmap = match map {
             Map::Free => self.meta,
@@ -612,7 +670,7 @@ impl Iterator for FreeBlocks<'_> {
         }
         let off = self.next;
         // SAFETY: `off` is a node of list k, valid while the pool is borrowed.
-        self.next = unsafe { FreeLists::next_of(self.pool.base, off) };
+        self.next = unsafe { self.pool.lists.next_in(self.pool.base, self.k, off) };
         Some((self.pool.ptr_at(off), self.k))
     }
 }

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::free_list::{FreeLists, NIL};
+use crate::free_list::NIL;
 use crate::order::SMALLEST_K;
 use crate::pool::{BuddyPool, Map};
 
@@ -53,42 +53,45 @@ impl BuddyPool {
         let words = g.words();
         let (free, live) = meta.split_at(words);
 
+        // Heap numbering uses bits 1 .. 2^(kval - SMALLEST_K + 1): bit 0 and the words past
+        // them stay clear.
+        let used = (1usize << (kval - SMALLEST_K + 1)) / 64;
+        for map in [free, live] {
+            if map[0] & 1 != 0 || map[used..].iter().any(|&w| w != 0) {
+                return fail("bit set outside the heap numbering", kval, usize::MAX);
+            }
+        }
+        if !self.lists().masks_agree() {
+            return fail("a lone free list is marked empty", kval, usize::MAX);
+        }
+
         let mut live_bytes = 0usize;
         let mut covered = 0usize;
         for k in SMALLEST_K..=kval {
-            let range = g.word_base(k)..g.word_base(k) + g.words_of(k);
-            let blocks = g.blocks_of(k);
-            // Bits past the last block of a short (< 64 blocks) order stay clear.
-            if blocks < 64 {
-                let unused = !((1u64 << blocks) - 1);
-                if (free[range.start] | live[range.start]) & unused != 0 {
-                    return fail("bit set past the last block", k, usize::MAX);
-                }
-            }
+            let (range, mask) = self.order_words(k);
             let free_count: usize = free[range.clone()]
                 .iter()
-                .map(|w| w.count_ones() as usize)
+                .map(|w| (w & mask).count_ones() as usize)
                 .sum();
             let live_count: usize = live[range.clone()]
                 .iter()
-                .map(|w| w.count_ones() as usize)
+                .map(|w| (w & mask).count_ones() as usize)
                 .sum();
             live_bytes += live_count << k;
             covered += (free_count + live_count) << k;
             if k < kval {
+                // Buddies are bits 2m and 2m + 1; an order's bits start at an even bit.
                 for w in &free[range.clone()] {
+                    let w = w & mask;
                     if w & (w >> 1) & 0x5555_5555_5555_5555 != 0 {
                         return fail("two free buddies not merged", k, usize::MAX);
                     }
                 }
             }
             for (f, l) in free[range.clone()].iter().zip(&live[range]) {
-                if f & l != 0 {
+                if f & l & mask != 0 {
                     return fail("block both free and allocated", k, usize::MAX);
                 }
-            }
-            if (self.lists().head(k) != NIL) != (self.lists().first_nonempty_from(k) == Some(k)) {
-                return fail("non-empty mask disagrees with the list head", k, usize::MAX);
             }
             // Walk list k: bounded by the free bits of order k, so a cycle cannot hang us.
             let mut prev = NIL;
@@ -105,12 +108,12 @@ impl BuddyPool {
                     return fail("free list node without its free bit", k, off);
                 }
                 // SAFETY: `off` is inside the pool and aligned, a free block by its bit.
-                if unsafe { FreeLists::prev_of(base, off) } != prev {
+                if unsafe { self.lists().prev_in(base, k, off) } != prev {
                     return fail("free list back link broken", k, off);
                 }
                 prev = off;
                 // SAFETY: as above.
-                off = unsafe { FreeLists::next_of(base, off) };
+                off = unsafe { self.lists().next_in(base, k, off) };
                 seen += 1;
             }
             if seen != free_count {
