@@ -4,8 +4,9 @@
 //! top, and a store that clears the block's tag; `push` the same with stores to the slot and
 //! the tag. No atomic read-modify-write, and nothing another thread writes (the top is atomic
 //! only so `stats` can read it from elsewhere).
-//! A miss refills `batch` blocks from the shared bitmaps; a full stack flushes its `batch`
-//! oldest blocks back. Blocks in a cache are live in the bitmaps and carry their tag (see
+//! A miss takes a magazine from the depot (see `depot`) or refills `batch` blocks from the
+//! shared bitmaps; a full stack hands its `batch` oldest blocks to the depot, or flushes them
+//! back to the bitmaps when the depot has no room. Blocks in a cache are live in the bitmaps and carry their tag (see
 //! `tags`), so validated frees recognise them as free.
 //!
 //! Orderings: `top` is only written by the owner, so its loads and stores are `Relaxed` (they
@@ -372,8 +373,18 @@ impl Cache {
             return None;
         }
         let len = s.len();
-        let want = s.batch.min(cap - len).max(1);
         let mut n = len;
+        // A magazine another cache left in the depot first: no bitmap traffic at all.
+        self.core().depot.take(k, cap - len, |addr| {
+            // SAFETY: `take` hands on at most `cap - len` blocks.
+            unsafe { *s.bottom.add(n) = addr };
+            n += 1;
+        });
+        if n > len {
+            s.set_len(n);
+            return self.pop(k);
+        }
+        let want = s.batch.min(cap - len).max(1);
         self.core().refill(k, want, |off| {
             // SAFETY: refill pushes at most `want <= cap - len` blocks.
             unsafe { *s.bottom.add(n) = self.block_at(off).as_ptr().addr() };
@@ -445,14 +456,29 @@ impl Cache {
         }
     }
 
-    /// Out-of-line slow path for a free into a full stack: flush the oldest batch, then push.
+    /// Out-of-line slow path for a free into a full stack: move the oldest batch to the depot
+    /// as a magazine (or, when the depot is full, back to the bitmaps), then push.
     #[cold]
     #[inline(never)]
     fn push_slow(&self, k: u32, off: usize) {
         self.check_pressure();
         let s = self.stack(k);
         if s.cap() > 0 {
-            self.flush_oldest(s, k, s.batch);
+            let len = s.len();
+            let count = s.batch.min(len);
+            // SAFETY: the first `count <= len` slots are initialised and ours.
+            let oldest = unsafe { core::slice::from_raw_parts(s.bottom, count) };
+            let core = self.core();
+            if core
+                .depot
+                .deposit(k, core.config.depot_slots[k as usize] as usize, oldest)
+            {
+                // SAFETY: both ranges lie within the stack's `len` initialised slots.
+                unsafe { core::ptr::copy(s.bottom.add(count), s.bottom, len - count) };
+                s.set_len(len - count);
+            } else {
+                self.flush_oldest(s, k, s.batch);
+            }
             let pushed = self.push(k, off);
             debug_assert!(pushed, "a flushed stack has room");
         } else {
@@ -486,6 +512,9 @@ impl Cache {
                 self.flush_oldest(s, i as u32, usize::MAX);
             }
         }
+        // Magazines this cache (or any other) deposited: each cache's last flush comes after
+        // its last deposit, so the depot is empty once no cache is alive.
+        self.core().drain_depot();
     }
 
     /// If some allocation ran out since we last looked, give everything back.

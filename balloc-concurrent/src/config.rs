@@ -42,6 +42,9 @@ pub(crate) struct CacheConfig {
     pub(crate) batch: [u16; ORDER_COUNT],
     /// Total slots over all orders.
     pub(crate) slots: usize,
+    /// `depot_slots[k]`: magazines of order `k` the pool's depot may hold: as many `batch`es
+    /// as fit one cache's byte cap for the order, at least one, at most `depot::SLOTS`.
+    pub(crate) depot_slots: [u8; ORDER_COUNT],
 }
 
 impl CacheConfig {
@@ -59,6 +62,7 @@ impl CacheConfig {
             .min(kval.saturating_sub(1));
         let per_order_bytes = MAX_CACHED_BYTES_PER_ORDER.min((1usize << kval) >> 8);
         let mut slots = 0;
+        let mut depot_slots = [0u8; ORDER_COUNT];
         if capacity > 0 && lo <= hi {
             for k in lo..=hi {
                 let c = capacity.min(per_order_bytes >> k).min(u16::MAX as usize);
@@ -68,12 +72,16 @@ impl CacheConfig {
                 cap[k as usize] = c as u16;
                 bat[k as usize] = batch.clamp(1, c).min(64) as u16;
                 slots += c;
+                let magazine_bytes = (bat[k as usize] as usize) << k;
+                depot_slots[k as usize] =
+                    (per_order_bytes / magazine_bytes).clamp(1, crate::depot::SLOTS) as u8;
             }
         }
         Self {
             capacity: cap,
             batch: bat,
             slots,
+            depot_slots,
         }
     }
 
@@ -81,6 +89,13 @@ impl CacheConfig {
     #[inline]
     pub(crate) fn caches(&self, k: u32) -> bool {
         self.capacity[k as usize] != 0
+    }
+
+    /// Most bytes the depot can hold.
+    pub(crate) fn max_depot_bytes(&self) -> usize {
+        (0..ORDER_COUNT)
+            .map(|k| (self.depot_slots[k] as usize * self.batch[k] as usize) << k)
+            .sum()
     }
 
     /// Most bytes one cache can hold.
@@ -103,6 +118,12 @@ mod tests {
     fn per_thread_bound_matches_the_docs() {
         assert_eq!(defaults(20).max_bytes_per_cache(), 28 << 10);
         assert_eq!(defaults(30).max_bytes_per_cache(), 6128 << 10);
+    }
+
+    #[test]
+    fn depot_bound_matches_the_docs() {
+        assert_eq!(defaults(20).max_depot_bytes(), 28 << 10);
+        assert_eq!(defaults(30).max_depot_bytes(), 6128 << 10);
     }
 
     #[test]

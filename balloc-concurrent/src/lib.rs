@@ -6,6 +6,7 @@ mod bitmaps;
 mod builder;
 mod cache;
 pub mod config;
+mod depot;
 mod global_alloc;
 mod local;
 mod pool;

@@ -287,6 +287,14 @@ impl ConcurrentPool {
         self.core().config.max_bytes_per_cache()
     }
 
+    /// Most bytes the pool's depot can hold: full magazines of cached blocks on their way from
+    /// one thread's cache to another's (see `stats().cached_bytes`). Unlike a thread's cache,
+    /// the depot is drained by every thread's full flush and before any allocation reports
+    /// out-of-memory.
+    pub fn max_depot_bytes(&self) -> usize {
+        self.core().config.max_depot_bytes()
+    }
+
     /// Checks the shared bitmaps' invariants (no two free buddies, free and live blocks tile
     /// the pool, summaries cover every free block). Meaningful only while no thread is inside a
     /// call.

@@ -436,3 +436,30 @@ pub fn pool_drop_races_thread_exit() {
     let _detached = spawn(move || drop(other)); // maybe the last reference: drops the pool
     drop(pool); // maybe the last reference; then this thread exits, retiring its cache
 }
+
+/// Model 8: the depot (depot.rs). Thread 1 frees two cached-order blocks: the second free finds
+/// its one-block cache full and deposits the first block as a magazine, while thread 0, whose
+/// cache is empty, allocates: it takes that magazine (or refills from the bitmaps) and must
+/// succeed without being handed a block anyone holds. Thread 1's flush drains what it left,
+/// and the pool is whole at the end.
+pub fn depot_handoff() {
+    let pool = Arc::new(cached(CACHEABLE));
+    let a = Block::alloc(&pool, MIN, 1);
+    let b = Block::alloc(&pool, MIN, 1);
+    let c = Block::alloc(&pool, MIN, 0);
+    // Thread 0's cache starts empty: its next allocation misses.
+    pool.flush_thread_cache();
+    let t = {
+        let pool = Arc::clone(&pool);
+        spawn(move || {
+            a.free(&pool);
+            b.free(&pool);
+            // Returns `b` and drains the depot before the thread ends (its exit would too, but
+            // the check below must not overlap thread-exit destructors; see `join`).
+            pool.flush_thread_cache();
+        })
+    };
+    let mine = race_alloc(&pool, MIN, 0);
+    join(t);
+    finish(&pool, vec![c, mine]);
+}

@@ -128,3 +128,10 @@ fn m7d_pool_drop_races_thread_exit() {
         s::pool_drop_races_thread_exit,
     );
 }
+
+/// Model 8, the depot: a full cache deposits a magazine while another thread's empty cache
+/// takes from the depot or the bitmaps.
+#[test]
+fn m8_depot_handoff() {
+    check("m8_depot_handoff", 3, s::depot_handoff);
+}

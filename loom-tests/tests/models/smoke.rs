@@ -13,7 +13,7 @@ fn loom_models_need_the_cfg_so_run_the_scenarios_on_real_threads() {
          them with ci/loom.sh (RUSTFLAGS=\"--cfg balloc_loom\" cargo test -p loom-tests \
          --release). Running each scenario {RUNS} times on real threads instead."
     );
-    let scenarios: [(&str, fn()); 15] = [
+    let scenarios: [(&str, fn()); 16] = [
         ("whole_pool_claimed_once", s::whole_pool_claimed_once),
         ("two_smallest_blocks", s::two_smallest_blocks),
         ("buddies_freed_at_once", s::buddies_freed_at_once),
@@ -35,6 +35,7 @@ fn loom_models_need_the_cfg_so_run_the_scenarios_on_real_threads() {
             "pool_drop_races_thread_exit",
             s::pool_drop_races_thread_exit,
         ),
+        ("depot_handoff", s::depot_handoff),
     ];
     for (name, scenario) in scenarios {
         for _ in 0..RUNS {
