@@ -145,6 +145,7 @@ impl FreeLists {
     /// for each `i` in `k..j`, from `j - 1` down, the block at `off + 2^i` becomes the lone block
     /// of list `i`, and `linked(2^(j - i) * n + 1)` is called: with `n` the split block's number
     /// in a binary-heap numbering (halves of `m` are `2m` and `2m + 1`), that is the half's.
+    /// Returns `2^(j - k) * n`, the number of the block of order `k` at `off` that is left.
     ///
     /// Cost per order: one store, of the head. The lists were empty, so no node is written and
     /// no old head patched, and both masks are updated once for all of them.
@@ -162,7 +163,7 @@ impl FreeLists {
         off: usize,
         mut n: usize,
         mut linked: impl FnMut(usize),
-    ) {
+    ) -> usize {
         debug_assert!(k <= j && (j as usize) < ORDER_COUNT, "orders {k}..{j}");
         let range = (1 << j) - (1 << k);
         debug_assert_eq!(
@@ -181,6 +182,7 @@ impl FreeLists {
         }
         self.nonempty |= range;
         self.lone |= range;
+        n
     }
 
     /// Unlinks the block at `off` from list `k`. O(1).

@@ -10,8 +10,10 @@
 //!   per-order table. Bit 0 is unused. Each bitmap takes `2^(kval - SMALLEST_K + 1)` bits, which
 //!   fits in the `geometry.words()` words [`metadata_words`] gives it;
 //! - every byte of the pool lies in exactly one free or live block (the blocks tile the pool);
-//! - no two buddies are both free (they would have been merged);
-//! - `allocated_bytes == Σ 2^k` over live blocks.
+//! - no two buddies are both free (they would have been merged).
+//!
+//! No byte counter is kept: `stats()` adds up the live bitmap, so alloc and free do not pay for
+//! it.
 //!
 //! Costs: alloc is one `trailing_zeros` to find the order to split, then one list pop and one
 //! push per split; free is at most one bit test per order to find the block's order, then one
@@ -81,7 +83,9 @@ pub struct BuddyPool {
     /// The live bitmap: `meta + geometry.words()`, kept so a live bit costs no extra lookup.
     live: NonNull<u64>,
     lists: FreeLists,
-    allocated_bytes: usize,
+    /// `2^kval`, the pool's size: `(size | off) >> k` is the heap number of the block of order
+    /// `k` at `off`.
+    size: usize,
     /// Kept to release the memory on drop (nothing to release without `std`).
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     backing: Backing,
@@ -174,7 +178,7 @@ impl BuddyPool {
             meta,
             live,
             lists: FreeLists::new(),
-            allocated_bytes: 0,
+            size: 1usize << kval,
             backing,
         };
         // SAFETY: the whole region is one free block at offset 0, in no list yet.
@@ -191,7 +195,7 @@ impl BuddyPool {
     /// Bytes managed by the pool.
     #[inline]
     pub fn size(&self) -> usize {
-        1usize << self.kval()
+        self.size
     }
 
     /// The first byte of the pool.
@@ -231,16 +235,16 @@ impl BuddyPool {
     ///
     /// # Errors
     /// [`AllocError::OutOfMemory`] when no free block of order `k` or above exists.
+    #[inline]
     pub fn alloc_order(&mut self, k: u32) -> Result<NonNull<u8>, AllocError> {
         debug_assert!(
             (SMALLEST_K..=self.kval()).contains(&k),
             "order {k} out of range"
         );
-        let off = self
+        let (off, n) = self
             .take_block(k)
             .ok_or(AllocError::OutOfMemory { order: k })?;
-        self.set_bit(Map::Live, k, off >> k);
-        self.allocated_bytes += 1 << k;
+        self.set_heap_bit(Map::Live, n);
         #[cfg(feature = "debug-fill")]
         // SAFETY: the block at `off` is ours, 2^k bytes, just taken from the free lists.
         unsafe {
@@ -321,7 +325,7 @@ impl BuddyPool {
         for k in SMALLEST_K..=self.kval() {
             stats.add_free_blocks(k, self.free_count(k));
         }
-        stats.allocated_bytes = self.allocated_bytes;
+        stats.allocated_bytes = self.allocated_bytes();
         stats
     }
 
@@ -395,14 +399,14 @@ impl BuddyPool {
     fn find_allocated(&self, ptr: NonNull<u8>) -> Result<(usize, u32), FreeError> {
         let kval = self.kval();
         let off = block_offset(self.base.as_ptr().addr(), ptr.as_ptr().addr(), kval)?;
-        let mut n = self.heap_bit(SMALLEST_K, off >> SMALLEST_K);
+        let mut n = self.heap_bit_at(SMALLEST_K, off);
         let mut k = SMALLEST_K;
         while n != 0 {
             debug_assert!(n / 64 < self.geometry.words(), "live bit {n} out of range");
             // SAFETY: `n` is the heap number of a block of this pool, so its word is inside the
             // live bitmap; `&self` excludes writers.
             if unsafe { *self.live.as_ptr().wrapping_add(n / 64) } & (1 << (n % 64)) != 0 {
-                return if off & ((1 << k) - 1) == 0 {
+                return if off.trailing_zeros() >= k {
                     Ok((off, k))
                 } else {
                     Err(FreeError::Interior)
@@ -434,6 +438,14 @@ impl BuddyPool {
         }
     }
 
+    /// Heap number of the block of order `k` at offset `off` (a multiple of `2^k`, or inside
+    /// that block): its bit in either bitmap. One `or` and one shift.
+    #[inline(always)]
+    fn heap_bit_at(&self, k: u32, off: usize) -> usize {
+        debug_assert!(off < self.size, "offset {off:#x} out of the pool");
+        (self.size | off) >> k
+    }
+
     /// Heap number of block `index` of order `k`: its bit in either bitmap.
     #[inline(always)]
     fn heap_bit(&self, k: u32, index: usize) -> usize {
@@ -445,16 +457,21 @@ impl BuddyPool {
     }
 
     /// Removes a free block of order `k` from the lists, splitting a larger one if needed.
+    /// Returns its offset and heap number.
     ///
     /// Per split order: one node written, one head stored, one free bit set. The block split is
     /// from the smallest non-empty order `j >= k`, so lists `k..j` are empty and each upper half
     /// becomes the only node of its list.
     #[inline(always)]
-    fn take_block(&mut self, k: u32) -> Option<usize> {
+    fn take_block(&mut self, k: u32) -> Option<(usize, usize)> {
         let j = self.lists.first_nonempty_from(k)?;
         // SAFETY: the lists are valid (pool invariant) and list j is non-empty.
         let off = unsafe { self.lists.pop_nonempty(self.base, j) };
-        self.clear_bit(Map::Free, j, off >> j);
+        let n = self.heap_bit_at(j, off);
+        self.clear_heap_bit(Map::Free, n);
+        if j == k {
+            return Some((off, n));
+        }
         let (meta, words) = (self.meta, self.geometry.words());
         let set_free_bit = |n: usize| {
             debug_assert!(n / 64 < words, "free bit {n} out of range");
@@ -462,29 +479,28 @@ impl BuddyPool {
             // free bitmap; `&mut self` makes it exclusive.
             unsafe { *meta.as_ptr().wrapping_add(n / 64) |= 1 << (n % 64) };
         };
-        let n = self.heap_bit(j, off >> j);
         // SAFETY: `j` is the smallest order >= k with a free block, so lists `k..j` are empty;
         // `off` starts the block of order j just unlinked, aligned to 2^j and in no list.
-        unsafe { self.lists.push_split(k, j, off, n, set_free_bit) };
-        Some(off)
+        let n = unsafe { self.lists.push_split(k, j, off, n, set_free_bit) };
+        Some((off, n))
     }
 
     /// Returns the live block at `off` of order `k` to the pool, merging with free buddies.
     ///
     /// # Safety
     /// - `off` is the start of a live block of order `k`.
+    #[inline]
     unsafe fn release(&mut self, mut off: usize, k: u32) {
         #[cfg(feature = "debug-fill")]
         // SAFETY: the block is live, ours until it is linked below.
         unsafe {
             crate::debug_fill::fill(self.base, off, k);
         }
-        self.clear_bit(Map::Live, k, off >> k);
-        self.allocated_bytes -= 1 << k;
-        let (meta, words) = (self.meta, self.geometry.words());
         // `n` is the block's heap number: its buddy is `n ^ 1`, its parent `n / 2`, with no
         // shift by k; it is 1 for the whole pool.
-        let mut n = self.heap_bit(k, off >> k);
+        let mut n = self.heap_bit_at(k, off);
+        self.clear_heap_bit(Map::Live, n);
+        let (meta, words) = (self.meta, self.geometry.words());
         // `2^k`: the block's size, its buddy's offset bit, and list k's non-empty bit.
         let first_size = 1usize << k;
         let mut size = first_size;
@@ -518,13 +534,16 @@ impl BuddyPool {
             n /= 2;
             size *= 2;
         }
-        // Lists k0..k with a lone block gave it to the merge: they are empty now.
-        emptied |= self.lists.lone_in((size - first_size) as u64);
+        if size != first_size {
+            // Lists k0..k with a lone block gave it to the merge: they are empty now.
+            emptied |= self.lists.lone_in((size - first_size) as u64);
+            self.lists.mark_empty(emptied);
+        }
         let k = size.trailing_zeros();
-        self.lists.mark_empty(emptied);
         // SAFETY: `off` now starts a block of order k made only of the freed block and free
         // buddies just unlinked, so it is free and in no list.
-        unsafe { self.insert_free(k, off) };
+        unsafe { self.lists.push(self.base, k, off) };
+        self.set_heap_bit(Map::Free, n);
     }
 
     /// Makes the block at `off` of order `k` free: links it and sets its free bit.
@@ -541,7 +560,6 @@ impl BuddyPool {
     fn shrink_in_place(&mut self, off: usize, k: u32, nk: u32) {
         self.clear_bit(Map::Live, k, off >> k);
         self.set_bit(Map::Live, nk, off >> nk);
-        self.allocated_bytes -= (1 << k) - (1 << nk);
         for j in nk..k {
             #[cfg(feature = "debug-fill")]
             // SAFETY: the upper half was part of our live block.
@@ -570,7 +588,6 @@ impl BuddyPool {
         }
         self.clear_bit(Map::Live, k, off >> k);
         self.set_bit(Map::Live, nk, off >> nk);
-        self.allocated_bytes += (1 << nk) - (1 << k);
         true
     }
 
@@ -593,7 +610,13 @@ impl BuddyPool {
     /// word is inside that bitmap (checked in debug builds).
     #[inline(always)]
     fn word_of(&self, map: Map, k: u32, index: usize) -> (*mut u64, u64) {
-        let n = self.heap_bit(k, index);
+        self.heap_word(map, self.heap_bit(k, index))
+    }
+
+    /// The word of `map` holding heap bit `n` (from [`heap_bit`](Self::heap_bit)), and the
+    /// bit's mask within it.
+    #[inline(always)]
+    fn heap_word(&self, map: Map, n: usize) -> (*mut u64, u64) {
         let (w, mask) = (n / 64, 1 << (n % 64));
         debug_assert!(w < self.geometry.words(), "bitmap word {w} out of range");
         let bitmap = match map {
@@ -622,6 +645,30 @@ impl BuddyPool {
         unsafe { *word |= mask };
     }
 
+    /// Sets heap bit `n` of `map`, which is clear.
+    #[inline(always)]
+    fn set_heap_bit(&mut self, map: Map, n: usize) {
+        let (word, mask) = self.heap_word(map, n);
+        // SAFETY: `word` is inside the metadata (see `heap_word`); `&mut self` makes it
+        // exclusive.
+        unsafe {
+            debug_assert!(*word & mask == 0, "{map:?} heap bit {n} set twice");
+            *word |= mask;
+        }
+    }
+
+    /// Clears heap bit `n` of `map`, which is set.
+    #[inline(always)]
+    fn clear_heap_bit(&mut self, map: Map, n: usize) {
+        let (word, mask) = self.heap_word(map, n);
+        // SAFETY: `word` is inside the metadata (see `heap_word`); `&mut self` makes it
+        // exclusive.
+        unsafe {
+            debug_assert!(*word & mask != 0, "{map:?} heap bit {n} cleared twice");
+            *word &= !mask;
+        }
+    }
+
     #[inline(always)]
     fn clear_bit(&mut self, map: Map, k: u32, index: usize) {
         let (word, mask) = self.word_of(map, k, index);
@@ -644,8 +691,20 @@ impl BuddyPool {
     }
 
     #[inline]
+    /// Bytes in live blocks: the live bitmap's bits, each counted at its order's block size.
+    /// O(metadata).
     pub(crate) fn allocated_bytes(&self) -> usize {
-        self.allocated_bytes
+        let live = &self.meta()[self.geometry.words()..];
+        (SMALLEST_K..=self.kval())
+            .map(|k| {
+                let (words, mask) = self.order_words(k);
+                let count: usize = live[words]
+                    .iter()
+                    .map(|w| (w & mask).count_ones() as usize)
+                    .sum();
+                count << k
+            })
+            .sum()
     }
 }
 
