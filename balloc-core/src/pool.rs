@@ -507,18 +507,24 @@ impl BuddyPool {
         let mut emptied = 0;
         while n > 1 {
             // The buddy's free bit: one load tests it, one store clears it.
-            let b = n ^ 1;
-            debug_assert!(b / 64 < words, "free bit {b} out of range");
-            let word = meta.as_ptr().wrapping_add(b / 64);
-            let mask = 1 << (b % 64);
-            // SAFETY: `b` is the heap number of a block of this pool, so its word is inside the
+            // Buddies `n` and `n ^ 1` are the two bits of `pair` in one word, and the block's
+            // own free bit is clear (it is live, or merged and in no list): the pair's bits are
+            // non-zero exactly when the buddy is free.
+            debug_assert!(n / 64 < words, "free bit {n} out of range");
+            let word = meta.as_ptr().wrapping_add(n / 64);
+            let pair = 3 << ((n % 64) & !1);
+            // SAFETY: `n` is the heap number of a block of this pool, so its word is inside the
             // free bitmap; `&mut self` makes it exclusive.
             let bits = unsafe { *word };
-            if bits & mask == 0 {
+            debug_assert!(
+                bits & (1 << (n % 64)) == 0,
+                "free bit {n} set while merging"
+            );
+            if bits & pair == 0 {
                 break;
             }
-            // SAFETY: as above. The bit is set, so flipping it clears it.
-            unsafe { *word = bits ^ mask };
+            // SAFETY: as above.
+            unsafe { *word = bits & !pair };
             let buddy = off ^ size;
             // The common case, a buddy alone in its list, is one test: no node to read, and
             // its list is marked empty after the loop, with the others.
