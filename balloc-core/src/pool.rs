@@ -472,9 +472,9 @@ impl BuddyPool {
         if j == k {
             return Some((off, n));
         }
-        let (meta, words) = (self.meta, self.geometry.words());
+        let (meta, geometry) = (self.meta, &self.geometry);
         let set_free_bit = |n: usize| {
-            debug_assert!(n / 64 < words, "free bit {n} out of range");
+            debug_assert!(n / 64 < geometry.words(), "free bit {n} out of range");
             // SAFETY: `n` is the heap number of a block of this pool, so its word is inside the
             // free bitmap; `&mut self` makes it exclusive.
             unsafe { *meta.as_ptr().wrapping_add(n / 64) |= 1 << (n % 64) };
@@ -500,7 +500,7 @@ impl BuddyPool {
         // shift by k; it is 1 for the whole pool.
         let mut n = self.heap_bit_at(k, off);
         self.clear_heap_bit(Map::Live, n);
-        let (meta, words) = (self.meta, self.geometry.words());
+        let (meta, geometry) = (self.meta, &self.geometry);
         // `2^k`: the block's size, its buddy's offset bit, and list k's non-empty bit.
         let first_size = 1usize << k;
         let mut size = first_size;
@@ -510,7 +510,7 @@ impl BuddyPool {
             // Buddies `n` and `n ^ 1` are the two bits of `pair` in one word, and the block's
             // own free bit is clear (it is live, or merged and in no list): the pair's bits are
             // non-zero exactly when the buddy is free.
-            debug_assert!(n / 64 < words, "free bit {n} out of range");
+            debug_assert!(n / 64 < geometry.words(), "free bit {n} out of range");
             let word = meta.as_ptr().wrapping_add(n / 64);
             let pair = 3 << ((n % 64) & !1);
             // SAFETY: `n` is the heap number of a block of this pool, so its word is inside the
