@@ -538,8 +538,13 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let rounds = if cfg!(miri) { 3 } else { 100 };
-        for k in [6, 9, 14, 15, 19] {
+        // Under Miri: one round of two orders (a full word, and a bitmap under one word).
+        let (rounds, orders): (usize, &[u32]) = if cfg!(miri) {
+            (1, &[6, 15])
+        } else {
+            (100, &[6, 9, 14, 15, 19])
+        };
+        for &k in orders {
             for _ in 0..rounds {
                 let mut offs = Vec::new();
                 let got = core.refill(k, 64, |off| offs.push(off));
