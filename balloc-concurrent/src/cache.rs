@@ -86,6 +86,25 @@ impl Stack {
         (self.top.load(Ordering::Relaxed).addr() - self.bottom.addr()) / size_of::<usize>()
     }
 
+    /// The `count` oldest blocks (owner only; `count <= len`).
+    #[inline]
+    fn oldest(&self, count: usize) -> &[usize] {
+        debug_assert!(count <= self.len());
+        // SAFETY: the first `len >= count` slots are initialised, and only the owner (the
+        // caller) writes them.
+        unsafe { core::slice::from_raw_parts(self.bottom, count) }
+    }
+
+    /// Drops the `count` oldest blocks, moving the rest down (owner only; `count <= len`).
+    #[inline]
+    fn drop_oldest(&self, count: usize) {
+        let len = self.len();
+        debug_assert!(count <= len);
+        // SAFETY: both ranges lie within the stack's `len` initialised slots.
+        unsafe { core::ptr::copy(self.bottom.add(count), self.bottom, len - count) };
+        self.set_len(len - count);
+    }
+
     /// Sets the number of blocks held (owner only; `n <= cap`).
     #[inline]
     fn set_len(&self, n: usize) {
@@ -464,18 +483,11 @@ impl Cache {
         self.check_pressure();
         let s = self.stack(k);
         if s.cap() > 0 {
-            let len = s.len();
-            let count = s.batch.min(len);
-            // SAFETY: the first `count <= len` slots are initialised and ours.
-            let oldest = unsafe { core::slice::from_raw_parts(s.bottom, count) };
+            let count = s.batch.min(s.len());
             let core = self.core();
-            if core
-                .depot
-                .deposit(k, core.config.depot_slots[k as usize] as usize, oldest)
-            {
-                // SAFETY: both ranges lie within the stack's `len` initialised slots.
-                unsafe { core::ptr::copy(s.bottom.add(count), s.bottom, len - count) };
-                s.set_len(len - count);
+            let slots = core.config.depot_slots[k as usize] as usize;
+            if core.depot.deposit(k, slots, s.oldest(count)) {
+                s.drop_oldest(count);
             } else {
                 self.flush_oldest(s, k, s.batch);
             }
@@ -489,19 +501,9 @@ impl Cache {
 
     /// Returns the `count` oldest blocks of stack `k` to the shared bitmaps.
     fn flush_oldest(&self, s: &Stack, k: u32, count: usize) {
-        let len = s.len();
-        let count = count.min(len);
-        // SAFETY: the first `count <= len` slots are initialised and ours.
-        let batch = unsafe { core::slice::from_raw_parts_mut(s.bottom, count) };
-        // Addresses to offsets, in place: these slots are dropped below.
-        let base = self.base.as_ptr().addr();
-        for addr in batch.iter_mut() {
-            *addr -= base;
-        }
-        self.core().free_batch(k, batch);
-        // SAFETY: both ranges lie within the stack's `len` initialised slots.
-        unsafe { core::ptr::copy(s.bottom.add(count), s.bottom, len - count) };
-        s.set_len(len - count);
+        let count = count.min(s.len());
+        self.core().free_batch(k, s.oldest(count));
+        s.drop_oldest(count);
     }
 
     /// Returns every cached block to the shared bitmaps.

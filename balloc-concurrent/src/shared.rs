@@ -392,22 +392,24 @@ impl Core {
         Ok(())
     }
 
-    /// Returns a batch of cached blocks of order `k` (live, owned by the caller) to the shared
-    /// bitmaps. Neighbouring entries in the same bitmap word are handled together: their live
+    /// Returns a batch of cached blocks of order `k` (live, owned by the caller), given by
+    /// address as caches and the depot hold them, to the shared bitmaps. Neighbouring entries in the same bitmap word are handled together: their live
     /// bits cleared with one `fetch_and`, then merged locally (see [`Self::release_merged`]),
     /// so a flush of neighbours (the common case: blocks freed in allocation order) costs a
     /// few CASes, not one per block. No sort: it cost more than it saved (callgrind, `batch`
     /// workload).
-    pub(crate) fn free_batch(&self, k: u32, offs: &[usize]) {
+    pub(crate) fn free_batch(&self, k: u32, addrs: &[usize]) {
+        let base = self.base.as_ptr().addr();
+        let index = |i: usize| (addrs[i] - base) >> k;
         self.maps.begin_transit();
         let mut i = 0;
-        while i < offs.len() {
+        while i < addrs.len() {
             // Clear the live bits of every block in this word at once.
-            let word_first = (offs[i] >> k) & !63;
+            let word_first = index(i) & !63;
             let mut mask = 0u64;
             let mut j = i;
-            while j < offs.len() && (offs[j] >> k) & !63 == word_first {
-                mask |= 1 << ((offs[j] >> k) % 64);
+            while j < addrs.len() && index(j) & !63 == word_first {
+                mask |= 1 << (index(j) % 64);
                 j += 1;
             }
             let had = self.maps.clear_live_mask(k, word_first, mask);
@@ -466,17 +468,16 @@ impl Core {
     pub(crate) fn drain_depot(&self) {
         for k in Depot::orders() {
             loop {
-                let mut offs = [0usize; MAGAZINE];
+                let mut addrs = [0usize; MAGAZINE];
                 let mut n = 0;
-                let base = self.base.as_ptr().addr();
                 self.depot.take(k, MAGAZINE, |addr| {
-                    offs[n] = addr - base;
+                    addrs[n] = addr;
                     n += 1;
                 });
                 if n == 0 {
                     break;
                 }
-                self.free_batch(k, &offs[..n]);
+                self.free_batch(k, &addrs[..n]);
             }
         }
     }
@@ -546,19 +547,19 @@ mod tests {
         };
         for &k in orders {
             for _ in 0..rounds {
-                let mut offs = Vec::new();
-                let got = core.refill(k, 64, |off| offs.push(off));
-                assert_eq!(got, offs.len());
+                let mut addrs = Vec::new();
+                let got = core.refill(k, 64, |off| addrs.push(core.ptr_at(off).as_ptr().addr()));
+                assert_eq!(got, addrs.len());
                 assert!(got > 0, "a whole pool refills");
-                for i in (1..offs.len()).rev() {
-                    offs.swap(i, next() as usize % (i + 1));
+                for i in (1..addrs.len()).rev() {
+                    addrs.swap(i, next() as usize % (i + 1));
                 }
-                let cut = next() as usize % (offs.len() + 1);
-                core.free_batch(k, &offs[..cut]);
+                let cut = next() as usize % (addrs.len() + 1);
+                core.free_batch(k, &addrs[..cut]);
                 pool.validate().expect("valid after the first subset");
                 let s = pool.stats();
-                assert_eq!(s.allocated_bytes, (offs.len() - cut) << k);
-                core.free_batch(k, &offs[cut..]);
+                assert_eq!(s.allocated_bytes, (addrs.len() - cut) << k);
+                core.free_batch(k, &addrs[cut..]);
                 pool.validate().expect("valid after the rest");
                 assert!(pool.stats().is_coalesced(), "order {k}: one block again");
             }

@@ -59,8 +59,21 @@ fn batches(
     }
 }
 
+/// `Layout` for `size` bytes with alignment 8, as the peers are asked.
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).expect("valid layout")
+}
+
+/// A `Heap<32>` managing all of `region`; the caller keeps `region` alive longer than the heap.
+fn heap_over(region: &Mapping) -> std::cell::RefCell<buddy_system_allocator::Heap<32>> {
+    let mut heap = buddy_system_allocator::Heap::<32>::new();
+    // SAFETY: the region is REGION writable bytes that nothing else uses, and the caller keeps
+    // it alive while the heap is used (declared before the heap, so dropped after).
+    unsafe { heap.init(region.as_ptr().as_ptr().addr(), REGION) };
+    std::cell::RefCell::new(heap)
+}
+
 fn global<A: GlobalAlloc>(a: &A, n: u64, size: usize) {
-    let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
     pairs(
         n,
         size,
@@ -99,11 +112,7 @@ fn main() {
         }
         "heap-batch" => {
             let region = Mapping::reserve(REGION, REGION).expect("reserve the region");
-            let mut heap = buddy_system_allocator::Heap::<32>::new();
-            // SAFETY: as for "heap".
-            unsafe { heap.init(region.as_ptr().as_ptr().addr(), REGION) };
-            let heap = std::cell::RefCell::new(heap);
-            let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
+            let heap = heap_over(&region);
             batches(
                 n,
                 |s| heap.borrow_mut().alloc(layout(s)).expect("alloc"),
@@ -113,12 +122,7 @@ fn main() {
         }
         "heap" => {
             let region = Mapping::reserve(REGION, REGION).expect("reserve the region");
-            let mut heap = buddy_system_allocator::Heap::<32>::new();
-            // SAFETY: the region is REGION writable bytes that nothing else uses, and it
-            // outlives `heap` (declared before it, so dropped after).
-            unsafe { heap.init(region.as_ptr().as_ptr().addr(), REGION) };
-            let heap = std::cell::RefCell::new(heap);
-            let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
+            let heap = heap_over(&region);
             pairs(
                 n,
                 size,
@@ -132,7 +136,6 @@ fn main() {
             // `LocalCache` takes `&self`: no `RefCell` (whose borrow flag would cost the loop
             // 8 instructions per pair that are not the allocator's).
             let local = pool.local();
-            let layout = |s| Layout::from_size_align(s, 8).expect("valid layout");
             pairs(
                 n,
                 size,
