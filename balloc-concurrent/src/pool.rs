@@ -269,6 +269,21 @@ impl ConcurrentPool {
         unsafe { thread_cache::flush(self.id()) };
     }
 
+    /// How many threads hold an implicit cache for this pool: one per thread that has called
+    /// it (`alloc`, `free`, ...) and found a cache slot, until that thread exits.
+    /// [`LocalCache`] handles are not counted. A snapshot, for tests.
+    ///
+    /// Acquire: once the count no longer includes a thread's cache, everything that cache's
+    /// retirement did (its blocks flushed back, the depot drained, its deregistration) happens
+    /// before the caller's next step. The loom models (`loom-tests`) wait for this after joining
+    /// a thread: loom's `JoinHandle::join` returns before the thread's thread-local destructors
+    /// run, and nothing orders those before the joiner (std's join does wait for them).
+    #[doc(hidden)]
+    pub fn thread_caches(&self) -> usize {
+        // SAFETY: the pool holds a strong (and a weak) reference.
+        unsafe { self.shared.as_ref() }.thread_caches()
+    }
+
     /// A snapshot of where the bytes are: `allocated_bytes` (held by callers), `free_bytes`
     /// (free in the shared bitmaps), `cached_bytes` (free in thread caches). Exact when no
     /// thread is inside a call; O(metadata).

@@ -164,6 +164,16 @@ impl PoolShared {
         None
     }
 
+    /// Thread caches (`thread_cache.rs`) alive for this pool: `weak` less the owner's. The
+    /// caller is the owner (so `weak >= 1`). A snapshot.
+    ///
+    /// Acquire: pairs with the `AcqRel` decrement in [`Self::release_weak`], the last step of a
+    /// cache's retirement (`thread_cache::retire`), so a count that no longer includes a cache
+    /// comes after everything its retirement did (flush, depot drain, deregistration).
+    pub(crate) fn thread_caches(&self) -> usize {
+        self.weak.load(Ordering::Acquire) - 1
+    }
+
     /// Adds a weak reference (the caller holds a strong one).
     pub(crate) fn add_weak(&self) {
         // Relaxed: the caller's strong reference already keeps the struct alive (as Arc::clone).

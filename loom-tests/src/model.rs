@@ -57,7 +57,6 @@ where
     quiet_hook();
     let mut builder = loom::model::Builder::new();
     let bound = *builder.preemption_bound.get_or_insert(preemptions);
-    crate::sync::set_preemption_bound(bound);
     // The setup of the larger pools takes a few hundred scheduling points before any thread
     // is spawned; loom's default cap of 1000 branches is for smaller programs.
     builder.max_branches = builder.max_branches.max(100_000);

@@ -12,6 +12,12 @@
 //! call having finished, a flag says so: a thread that saw another's Release flag before it
 //! began knows that call had finished. Out-of-memory while another thread holds the memory
 //! (allocated, or in its cache) is allowed, and counted ([`tolerated_oom`]).
+//!
+//! The checks run with no thread inside a call. A thread's exit is a call: its thread-local
+//! destructor retires its cache (flush, depot drain, which may return blocks thread 0
+//! deposited, deregistration). So after joining every other thread, thread 0 waits until the
+//! only thread cache left is its own (`OWN`, [`wait_retired`]), which also orders every
+//! retirement before the checks. Under loom nothing else does: see [`crate::sync::join`].
 
 use std::sync::Arc;
 
@@ -21,12 +27,15 @@ use crate::check::{
     cached, check_quiescent, fill_all_but_last_block, finish, tolerated_oom, uncached, Block,
     BROKEN, MIN,
 };
-use crate::sync::{is_up, join, raise, spawn, wait_for, AtomicBool};
+use crate::sync::{is_up, join, join_exited, raise, spawn, wait_for, wait_retired, AtomicBool};
 
 /// Two smallest blocks: the tiniest pool loom accepts.
 const TWO_BLOCKS: usize = 2 * MIN;
 /// Four smallest blocks: room for a split of two levels.
 const FOUR_BLOCKS: usize = 4 * MIN;
+/// Thread caches left once every other thread is joined: thread 0's (this thread's), made by
+/// its first call on the pool, which every scenario makes before it joins.
+const OWN: usize = 1;
 /// 128 smallest blocks: order 6 spans two bitmap words, so it has a summary word over them.
 const TWO_WORDS: usize = 128 * MIN;
 /// The smallest pool whose threads may cache a smallest block (1/256 of the pool per order).
@@ -62,7 +71,7 @@ pub fn whole_pool_claimed_once() {
         spawn(move || Block::try_alloc(&pool, size, 1))
     };
     let mine = Block::try_alloc(&pool, size, 0);
-    let theirs = join(t);
+    let theirs = join_exited(t, &pool, OWN);
     let held = collect([mine, theirs]);
     assert_eq!(
         held.len(),
@@ -84,7 +93,7 @@ pub fn two_smallest_blocks() {
         spawn(move || race_alloc(&pool, half, 1))
     };
     let mine = race_alloc(&pool, half, 0);
-    let theirs = join(t);
+    let theirs = join_exited(t, &pool, OWN);
     finish(&pool, vec![mine, theirs]);
 }
 
@@ -100,7 +109,7 @@ pub fn buddies_freed_at_once() {
         spawn(move || b.free(&pool))
     };
     a.free(&pool);
-    join(t);
+    join_exited(t, &pool, OWN);
     let s = pool.stats();
     assert!(
         s.is_coalesced(),
@@ -125,6 +134,7 @@ pub fn merge_cascade() {
     for t in ts {
         join(t);
     }
+    wait_retired(&pool, OWN);
     let s = pool.stats();
     assert!(
         s.is_coalesced(),
@@ -149,6 +159,7 @@ pub fn merge_races_claim() {
     for t in ts {
         join(t);
     }
+    wait_retired(&pool, OWN);
     finish(&pool, vec![mine]);
 }
 
@@ -162,7 +173,7 @@ pub fn split_race_same_order() {
         spawn(move || race_alloc(&pool, quarter, 1))
     };
     let mine = race_alloc(&pool, quarter, 0);
-    let theirs = join(t);
+    let theirs = join_exited(t, &pool, OWN);
     finish(&pool, vec![mine, theirs]);
 }
 
@@ -175,7 +186,7 @@ pub fn split_race_mixed_orders() {
         spawn(move || race_alloc(&pool, quarter, 1))
     };
     let mine = race_alloc(&pool, half, 0);
-    let theirs = join(t);
+    let theirs = join_exited(t, &pool, OWN);
     finish(&pool, vec![mine, theirs]);
 }
 
@@ -238,13 +249,19 @@ pub fn cache_flush_races_alloc() {
         })
     };
     wait_for(&f[0]);
-    alloc_last_block(&pool, held, &f[1], || join(t), "flushed from a cache");
+    alloc_last_block(
+        &pool,
+        held,
+        &f[1],
+        || join_exited(t, &pool, OWN),
+        "flushed from a cache",
+    );
 }
 
 /// Model 5b: a thread exits (its thread-local cache is retired by the destructor) while
 /// another allocates the one block that cache holds. The allocation may run out while the
-/// cache lives; once the thread is joined (and, under loom, its destructors have run: see
-/// [`join`]), a retry must find the block.
+/// cache lives; once the thread is joined and its cache retired (see [`join_exited`]), a
+/// retry must find the block.
 pub fn thread_exit_races_alloc() {
     let (pool, held) = last_block_cached_by_thread_1();
     let cached_flag = flags::<1>();
@@ -258,7 +275,7 @@ pub fn thread_exit_races_alloc() {
         &pool,
         held,
         &exited,
-        || join(t),
+        || join_exited(t, &pool, OWN),
         "returned by an exited thread's cache",
     );
 }
@@ -303,7 +320,7 @@ pub fn pressure_makes_holder_flush() {
         })
     });
     held.push(b);
-    held.extend(join(t));
+    held.extend(join_exited(t, &pool, OWN));
     finish(&pool, held);
 }
 
@@ -337,6 +354,7 @@ pub fn three_threads_mixed_orders() {
     }
     join(t1);
     join(t2);
+    wait_retired(&pool, OWN);
     finish(&pool, Vec::new());
 }
 
@@ -348,7 +366,7 @@ fn racing_double_free(pool: Arc<ConcurrentPool>) {
         spawn(move || pool.free(b.ptr()))
     };
     let mine = pool.free(b.ptr());
-    let theirs = join(t);
+    let theirs = join_exited(t, &pool, OWN);
     let results = [mine, theirs];
     assert!(
         results.contains(&Ok(())) && results.contains(&Err(FreeError::DoubleFree)),
@@ -415,6 +433,7 @@ pub fn summary_hint_race() {
     let mine = claim(&pool, 0, &freed);
     let theirs = join(t1);
     join(t2);
+    wait_retired(&pool, OWN);
     held.extend(mine);
     held.extend(theirs);
     finish(&pool, held);
@@ -440,8 +459,9 @@ pub fn pool_drop_races_thread_exit() {
 /// Model 8: the depot (depot.rs). Thread 1 frees two cached-order blocks: the second free finds
 /// its one-block cache full and deposits the first block as a magazine, while thread 0, whose
 /// cache is empty, allocates: it takes that magazine (or refills from the bitmaps) and must
-/// succeed without being handed a block anyone holds. Thread 1's flush drains what it left,
-/// and the pool is whole at the end.
+/// succeed without being handed a block anyone holds. Thread 1 then exits: its cache's
+/// retirement (a thread-local destructor) returns `b` and drains the depot, and once it has
+/// finished (see [`join_exited`]) the pool is whole.
 pub fn depot_handoff() {
     let pool = Arc::new(cached(CACHEABLE));
     let a = Block::alloc(&pool, MIN, 1);
@@ -454,12 +474,9 @@ pub fn depot_handoff() {
         spawn(move || {
             a.free(&pool);
             b.free(&pool);
-            // Returns `b` and drains the depot before the thread ends (its exit would too, but
-            // the check below must not overlap thread-exit destructors; see `join`).
-            pool.flush_thread_cache();
         })
     };
     let mine = race_alloc(&pool, MIN, 0);
-    join(t);
+    join_exited(t, &pool, OWN);
     finish(&pool, vec![c, mine]);
 }

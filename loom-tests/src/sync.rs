@@ -1,10 +1,13 @@
 //! The threads and flags the scenarios use: loom's under `cfg(balloc_loom)` (so every step is
-//! explored), std's otherwise (so the same scenarios run as a smoke test on real threads).
+//! explored), std's otherwise (so the same scenarios run as a smoke test on real threads). And
+//! [`wait_retired`], the wait for joined threads' cache retirement that the checks need.
 //!
 //! Scenarios share the pool through `std::sync::Arc`: its reference count is not part of
 //! balloc's protocol, and loom threads never run at the same time on the OS. Where the order of
 //! the last drops is the race (model 7d), they use [`Arc`], loom's under the cfg, whose every
 //! count change is a step loom interleaves.
+
+use balloc_concurrent::ConcurrentPool;
 
 #[cfg(balloc_loom)]
 pub use loom::sync::atomic::{AtomicBool, Ordering};
@@ -52,40 +55,42 @@ where
     thread::spawn(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
 }
 
-/// Joins `t` (re-raising its panic), and under loom also lets its thread-local destructors
-/// (balloc's thread-cache retirement) finish, as std's join does; returns the thread's result.
+/// Joins `t`, re-raising its panic; returns the thread's result.
 ///
-/// Loom runs a thread's thread-local destructors at the end of the thread, but its join returns
-/// as soon as the closure's result is handed over, before they run. So under loom this yields
-/// [`settle_yields`] times: each yield lets another runnable thread take at least one step, and
-/// loom can only switch back before that thread ends by spending a preemption, so one more
-/// yield than the preemption bound is enough.
+/// Under loom this does not wait for the thread's thread-local destructors (balloc's cache
+/// retirement): loom's `JoinHandle::join` returns once the closure's result is handed over,
+/// and that hand-over (a Release/Acquire pair) comes before the destructors run, so nothing
+/// orders what they write before the joiner's later loads. Use [`join_exited`] where later
+/// checks depend on the thread's cache having been retired.
 pub fn join<T>(t: Handle<T>) -> T {
-    let r = match t.join() {
+    match t.join() {
         Ok(Ok(r)) => r,
         Ok(Err(payload)) | Err(payload) => std::panic::resume_unwind(payload),
-    };
-    #[cfg(balloc_loom)]
-    for _ in 0..settle_yields() {
+    }
+}
+
+/// Waits until `pool` has at most `caches` thread caches, which must be the number that
+/// threads still alive hold. In the scenarios that is 1, this thread's own, once every other
+/// thread has been joined: then this returns once every joined thread's cache is retired.
+///
+/// Sound under loom: the last step of a cache's retirement is the Release decrement of the
+/// count that [`ConcurrentPool::thread_caches`] reads with Acquire, so once a retirement is no
+/// longer counted, everything it did (flush, depot drain, deregistration) happens before this
+/// thread's next step. The count cannot drop early: a thread makes its cache inside its
+/// closure, which `join` orders before this. Each look that finds the count too high yields,
+/// as loom requires of a wait loop. With std's threads, whose join already waits for
+/// thread-local destructors, the first look succeeds.
+pub fn wait_retired(pool: &ConcurrentPool, caches: usize) {
+    while pool.thread_caches() > caches {
         thread::yield_now();
     }
+}
+
+/// [`join`], then [`wait_retired`]: returns once `t` has ended and its cache for `pool` (if
+/// it made one) has been retired. `caches_left` is the number of caches for `pool` that
+/// threads still alive hold (this one's included).
+pub fn join_exited<T>(t: Handle<T>, pool: &ConcurrentPool, caches_left: usize) -> T {
+    let r = join(t);
+    wait_retired(pool, caches_left);
     r
-}
-
-#[cfg(balloc_loom)]
-std::thread_local! {
-    /// The running model's preemption bound (loom runs a model on the test's OS thread).
-    static BOUND: core::cell::Cell<usize> = const { core::cell::Cell::new(3) };
-}
-
-/// Records the running model's preemption bound for [`join`].
-#[cfg(balloc_loom)]
-pub(crate) fn set_preemption_bound(bound: usize) {
-    BOUND.with(|b| b.set(bound));
-}
-
-/// Yields [`join`] spends under loom: the preemption bound plus one.
-#[cfg(balloc_loom)]
-pub fn settle_yields() -> usize {
-    BOUND.with(|b| b.get()) + 1
 }

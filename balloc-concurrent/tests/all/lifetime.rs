@@ -50,6 +50,7 @@ fn pool_dropped_while_a_thread_that_cached_from_it_runs() {
 #[test]
 fn thread_exit_returns_the_cache() {
     let pool = ConcurrentPool::new(POOL).unwrap();
+    assert_eq!(pool.thread_caches(), 0);
     std::thread::scope(|s| {
         let h = s.spawn(|| {
             let blocks: Vec<_> = (0..10).map(|_| pool.alloc(200).unwrap()).collect();
@@ -57,9 +58,11 @@ fn thread_exit_returns_the_cache() {
                 pool.free(b).unwrap();
             }
             assert!(pool.stats().cached_bytes > 0, "the thread caches blocks");
+            assert_eq!(pool.thread_caches(), 1, "this thread's cache");
         });
         h.join().unwrap(); // a join waits for the thread-local destructor that returns the cache
     });
+    assert_eq!(pool.thread_caches(), 0, "retired at thread exit");
     assert_whole(&pool);
 }
 
@@ -91,6 +94,11 @@ fn caching_off_uses_the_shared_bitmaps() {
     let local = pool.local();
     let p = local.alloc(64).unwrap();
     assert_eq!(pool.stats().cached_bytes, 0);
+    assert_eq!(
+        pool.thread_caches(),
+        0,
+        "a LocalCache is not a thread cache"
+    );
     local.free(p).unwrap();
     assert_eq!(local.free(p), Err(balloc_concurrent::FreeError::DoubleFree));
     drop(local);
