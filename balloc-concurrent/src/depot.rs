@@ -56,15 +56,30 @@ impl Magazine {
     }
 
     /// Moves the state from `from` to BUSY if it is `from`: the caller then owns the contents.
+    #[cfg(not(balloc_loom_mutants))]
     #[inline]
     fn acquire(&self, from: usize) -> bool {
-        // Relaxed peek first: a slot in another state costs no RMW.
-        self.state.load(Ordering::Relaxed) == from
+        // Relaxed peek first: a slot in another state costs no RMW. Not under loom: loom
+        // compares a thread's CAS with that thread's own last access to the word, so after the
+        // peek it would never explore the CAS losing to another thread's (model 8 then never
+        // hands a magazine across; with a non-atomic claim mutant it still passed).
+        (cfg!(balloc_loom) || self.state.load(Ordering::Relaxed) == from)
             // Acquire: the contents written before the Release that set `from` are visible.
             && self
                 .state
                 .compare_exchange(from, BUSY, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// MUTANT for loom-tests: a load, then a separate store of BUSY. Two threads can both see
+    /// the magazine FULL and both take its blocks; model 8 must catch it.
+    #[cfg(balloc_loom_mutants)]
+    #[inline]
+    fn acquire(&self, from: usize) -> bool {
+        self.state.load(Ordering::Acquire) == from && {
+            self.state.store(BUSY, Ordering::Relaxed);
+            true
+        }
     }
 }
 

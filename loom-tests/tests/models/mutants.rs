@@ -3,7 +3,10 @@
 //! step (`merge_or_mark`) a load then a separate store instead of one CAS (bitmaps.rs). Every
 //! model of the claim race (1a, 1b, 3, 4a, 4b) and of the merge race (2a, 2b) must then fail,
 //! and with the message of the invariant it exists to check. Both mutants are on at once, so
-//! model 3 (frees and a claim together) could trip on either.
+//! model 3 (frees and a claim together) could trip on either. A third mutant makes the depot's
+//! magazine claim (`Magazine::acquire`, depot.rs) a load then a store instead of one CAS: model
+//! 8 must catch a magazine taken by two threads (one hands its blocks out, the other returns
+//! them to the bitmaps).
 //!
 //! A failing model still runs all its executions (see `loom_tests::model`), so the
 //! three-thread models run here at bound 2, where they fail just the same, to keep this fast.
@@ -59,4 +62,12 @@ fn m4a_catches_claim_mutant() {
 )]
 fn m4b_catches_claim_mutant() {
     check("m4b_split_race_mixed_orders", 3, s::split_race_mixed_orders);
+}
+
+#[test]
+#[should_panic(
+    expected = "balloc invariant broken: validate: free and live blocks do not add up to the pool"
+)]
+fn m8_catches_depot_mutant() {
+    check("m8_depot_handoff", 3, s::depot_handoff);
 }
