@@ -68,22 +68,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let duration = Duration::from_millis(args.duration_ms);
     let warmup = Duration::from_millis(args.warmup_ms);
 
-    // The cells to run, in order.
-    let cells: Vec<(Workload, usize, Vec<AllocKind>)> = args
+    // What to run, per workload: the allocators it applies to.
+    let plan: Vec<(Workload, Vec<AllocKind>)> = args
         .workloads
         .iter()
-        .flat_map(|&w| {
+        .map(|&w| {
             let allocs: Vec<AllocKind> = args
                 .allocators
                 .iter()
                 .copied()
                 .filter(|&a| w.applies_to(a))
                 .collect();
-            args.threads.iter().map(move |&n| (w, n, allocs.clone()))
+            (w, allocs)
         })
-        .filter(|c| !c.2.is_empty())
+        .filter(|p| !p.1.is_empty())
         .collect();
-    let total: usize = cells.iter().map(|c| c.2.len() * args.reps).sum();
+    let total: usize =
+        plan.iter().map(|p| p.1.len()).sum::<usize>() * args.threads.len() * args.reps;
 
     println!("balloc scaling report");
     println!("machine: {machine}");
@@ -104,48 +105,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut samples = Vec::with_capacity(total);
     let log = !std::io::stderr().is_terminal();
-    for (w, n, allocs) in &cells {
-        if log {
-            eprintln!(
-                "[{:5.1} s] {} × {n} threads",
-                started.elapsed().as_secs_f64(),
-                w.id()
-            );
-        }
-        let pool = pools.get(*n);
-        let run = |budget, seed| Run {
+    for (w, allocs) in &plan {
+        let run = |n: usize, budget, seed| Run {
             workload: *w,
-            pool,
+            pool: pools.get(n),
             budget,
             seed,
         };
         if w.is_throughput() && !warmup.is_zero() {
-            bar.set_message(format!("{} × {n} threads: warm-up", w.id()));
-            for &a in allocs {
-                run(Budget::Time(warmup), args.seed).on(&instances, a);
+            for &n in &args.threads {
+                bar.set_message(format!("{} × {n} threads: warm-up", w.id()));
+                for &a in allocs {
+                    run(n, Budget::Time(warmup), args.seed).on(&instances, a);
+                }
             }
         }
+        // Repetitions are the outer loop and thread counts the inner one, so that a slow phase of
+        // a shared host (another tenant's burst) hits every thread count of a repetition alike:
+        // the paired ratios of the scaling table compare runs seconds apart, not minutes.
         for rep in 0..args.reps {
-            // Rotate the order each repetition, so no allocator always runs right after another.
-            for i in 0..allocs.len() {
-                let a = allocs[(i + rep) % allocs.len()];
-                bar.set_message(format!("{} × {n} threads × {}", w.id(), a.id()));
-                // Throughput workloads replay the same random sequence every repetition;
-                // `fragmentation` draws a new one, so its spread shows the seed's influence.
-                let seed = if w.is_throughput() {
-                    args.seed
-                } else {
-                    args.seed + rep as u64
-                };
-                let outcome = run(Budget::Time(duration), seed).on(&instances, a);
-                samples.push(Sample {
-                    workload: *w,
-                    alloc: a,
-                    threads: *n,
-                    rep,
-                    outcome,
-                });
-                bar.inc(1);
+            if log {
+                eprintln!(
+                    "[{:5.1} s] {} repetition {}/{}",
+                    started.elapsed().as_secs_f64(),
+                    w.id(),
+                    rep + 1,
+                    args.reps
+                );
+            }
+            for &n in &args.threads {
+                // Rotate the order each repetition, so no allocator always runs right after another.
+                for i in 0..allocs.len() {
+                    let a = allocs[(i + rep) % allocs.len()];
+                    bar.set_message(format!("{} × {n} threads × {}", w.id(), a.id()));
+                    // Throughput workloads replay the same random sequence every repetition;
+                    // `fragmentation` draws a new one, so its spread shows the seed's influence.
+                    let seed = if w.is_throughput() {
+                        args.seed
+                    } else {
+                        args.seed + rep as u64
+                    };
+                    let outcome = run(n, Budget::Time(duration), seed).on(&instances, a);
+                    samples.push(Sample {
+                        workload: *w,
+                        alloc: a,
+                        threads: n,
+                        rep,
+                        outcome,
+                    });
+                    bar.inc(1);
+                }
             }
         }
     }

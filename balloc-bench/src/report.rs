@@ -50,6 +50,35 @@ pub struct Cell {
     pub errors: u64,
     /// `fragmentation`: median share of the pool in allocated blocks, in percent.
     pub allocated_median: Option<f64>,
+    /// Throughput workloads: this thread count's throughput over the same allocator's at the
+    /// smallest thread count, as [`Spread`] over repetitions paired by number (`None` at the
+    /// smallest count itself, or where no repetition has both).
+    pub scaling: Option<Spread>,
+}
+
+/// Median, smallest and largest of a handful of numbers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`, or `None` when there are none.
+    fn of(values: Vec<f64>) -> Option<Spread> {
+        if values.is_empty() {
+            return None;
+        }
+        Some(Spread {
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            median: median(values),
+        })
+    }
 }
 
 /// Cells keyed by (workload, allocator, threads).
@@ -74,9 +103,32 @@ pub fn summarize(samples: &[Sample]) -> Cells {
             .or_default()
             .push(s);
     }
+    // Per (workload, allocator): the smallest thread count run, and its value per repetition.
+    let mut base: BTreeMap<(Workload, AllocKind), (usize, BTreeMap<usize, f64>)> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.workload.is_throughput()) {
+        let entry = base
+            .entry((s.workload, s.alloc))
+            .or_insert_with(|| (s.threads, BTreeMap::new()));
+        if s.threads < entry.0 {
+            *entry = (s.threads, BTreeMap::new());
+        }
+        if s.threads == entry.0 {
+            entry.1.insert(s.rep, s.value());
+        }
+    }
     groups
         .into_iter()
         .map(|(key, ss)| {
+            let scaling = base.get(&(key.0, key.1)).and_then(|(n0, by_rep)| {
+                if key.2 == *n0 {
+                    return None;
+                }
+                let ratios = ss
+                    .iter()
+                    .filter_map(|s| by_rep.get(&s.rep).map(|b| s.value() / b))
+                    .collect();
+                Spread::of(ratios)
+            });
             let values: Vec<f64> = ss.iter().map(|s| s.value()).collect();
             let allocated: Vec<f64> = ss
                 .iter()
@@ -89,6 +141,7 @@ pub fn summarize(samples: &[Sample]) -> Cells {
                 max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 errors: ss.iter().map(|s| s.outcome.errors).sum(),
                 allocated_median: (!allocated.is_empty()).then(|| median(allocated)),
+                scaling,
             };
             (key, cell)
         })
@@ -173,28 +226,63 @@ impl Report<'_> {
         }
     }
 
-    /// Plain-text tables, columns aligned, one per workload.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
+    /// The scaling table's cell: throughput at `n` threads over the smallest thread count's.
+    fn scaling_text(&self, w: Workload, a: AllocKind, n: usize) -> String {
+        match self.cells.get(&(w, a, n)) {
+            Some(Cell {
+                scaling: Some(s), ..
+            }) => format!("{:.2}× [{:.2}–{:.2}]", s.median, s.min, s.max),
+            Some(_) if Some(&n) == self.threads.iter().min() => "1".into(),
+            _ => "-".into(),
+        }
+    }
+
+    /// Every table: per workload its main table, then for a throughput workload run at more than
+    /// one thread count its scaling table. Each is a title and rows of cells (a header row first).
+    fn tables(&self) -> Vec<(String, Vec<Vec<String>>)> {
+        let header: Vec<String> = std::iter::once("allocator".to_owned())
+            .chain(self.threads.iter().map(|n| format!("{n} thr")))
+            .collect();
+        let mut out = Vec::new();
         for &w in self.workloads {
             let rows = self.rows(w);
             let Some(&reference) = rows.first() else {
                 continue;
             };
-            let mut table: Vec<Vec<String>> = vec![std::iter::once("allocator".to_owned())
-                .chain(self.threads.iter().map(|n| format!("{n} thr")))
-                .collect()];
-            for &a in &rows {
-                table.push(
-                    std::iter::once(a.label().to_owned())
-                        .chain(
-                            self.threads
-                                .iter()
-                                .map(|&n| self.cell_text(w, a, n, reference)),
-                        )
-                        .collect(),
-                );
+            let table = |cell: &dyn Fn(AllocKind, usize) -> String| {
+                let mut t = vec![header.clone()];
+                for &a in &rows {
+                    t.push(
+                        std::iter::once(a.label().to_owned())
+                            .chain(self.threads.iter().map(|&n| cell(a, n)))
+                            .collect(),
+                    );
+                }
+                t
+            };
+            out.push((
+                Self::title(w),
+                table(&|a, n| self.cell_text(w, a, n, reference)),
+            ));
+            if w.is_throughput() && self.threads.len() > 1 {
+                let n0 = self.threads.iter().min().copied().unwrap_or(1);
+                out.push((
+                    format!(
+                        "{}: scaling, throughput over the same allocator's at {n0} thread(s), \
+                         median [min–max] of the ratios of runs of the same repetition",
+                        w.id()
+                    ),
+                    table(&|a, n| self.scaling_text(w, a, n)),
+                ));
             }
+        }
+        out
+    }
+
+    /// Plain-text tables, columns aligned.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (title, table) in self.tables() {
             let widths: Vec<usize> = (0..table[0].len())
                 .map(|i| {
                     table
@@ -204,7 +292,7 @@ impl Report<'_> {
                         .unwrap_or(0)
                 })
                 .collect();
-            let _ = writeln!(out, "\n{}", Self::title(w));
+            let _ = writeln!(out, "\n{title}");
             for row in &table {
                 let line: Vec<String> = row
                     .iter()
@@ -224,30 +312,17 @@ impl Report<'_> {
         out
     }
 
-    /// Markdown tables, one per workload.
+    /// Markdown tables.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        for &w in self.workloads {
-            let rows = self.rows(w);
-            let Some(&reference) = rows.first() else {
-                continue;
-            };
-            let _ = writeln!(out, "\n#### {}\n", Self::title(w));
-            let _ = write!(out, "| allocator |");
-            for n in self.threads {
-                let _ = write!(out, " {n} thr |");
-            }
-            let _ = write!(out, "\n|---|");
-            for _ in self.threads {
-                let _ = write!(out, "---:|");
-            }
-            out.push('\n');
-            for &a in &rows {
-                let _ = write!(out, "| {} |", a.label().replace('<', "\\<"));
-                for &n in self.threads {
-                    let _ = write!(out, " {} |", self.cell_text(w, a, n, reference));
+        for (title, table) in self.tables() {
+            let _ = writeln!(out, "\n#### {title}\n");
+            for (i, row) in table.iter().enumerate() {
+                let cells: Vec<String> = row.iter().map(|c| c.replace('<', "\\<")).collect();
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
+                if i == 0 {
+                    let _ = writeln!(out, "|---|{}", "---:|".repeat(row.len() - 1));
                 }
-                out.push('\n');
             }
         }
         out
@@ -478,5 +553,49 @@ mod tests {
             .markdown()
             .contains("| system (glibc) | 5.00 [5.00–5.00] 0.25× | - |"));
         assert_eq!(csv(&samples).lines().count(), 5);
+    }
+
+    #[test]
+    fn scaling_pairs_repetitions_by_number() {
+        // Repetition 0 ran in a slow phase for both thread counts, repetition 1 in a fast one:
+        // paired, each shows 1.5×; the ratio of the medians would say 2.0×.
+        let samples = vec![
+            sample(AllocKind::BallocLocal, 1, 0, 10_000_000),
+            sample(AllocKind::BallocLocal, 2, 0, 15_000_000),
+            sample(AllocKind::BallocLocal, 1, 1, 20_000_000),
+            sample(AllocKind::BallocLocal, 2, 1, 30_000_000),
+            sample(AllocKind::BallocLocal, 1, 2, 10_000_000),
+            sample(AllocKind::BallocLocal, 2, 2, 30_000_000),
+            // No 1-thread run: no scaling figure.
+            sample(AllocKind::System, 2, 0, 5_000_000),
+        ];
+        let cells = summarize(&samples);
+        assert_eq!(
+            cells[&(Workload::Pair64, AllocKind::BallocLocal, 1)].scaling,
+            None
+        );
+        assert_eq!(
+            cells[&(Workload::Pair64, AllocKind::BallocLocal, 2)].scaling,
+            Some(Spread {
+                median: 1.5,
+                min: 1.5,
+                max: 3.0
+            })
+        );
+        let r = Report {
+            cells: &cells,
+            workloads: &[Workload::Pair64],
+            allocs: &[AllocKind::BallocLocal, AllocKind::System],
+            threads: &[1, 2],
+        };
+        let text = r.text();
+        assert!(text.contains("pair-64: scaling"), "{text}");
+        assert!(text.contains("1.50× [1.50–3.00]"), "{text}");
+        let md = r.markdown();
+        assert!(md.contains("| system (glibc) | - | - |"), "{md}");
+        assert!(
+            md.contains("| balloc LocalCache | 1 | 1.50× [1.50–3.00] |"),
+            "{md}"
+        );
     }
 }

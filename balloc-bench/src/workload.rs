@@ -15,12 +15,13 @@ use core::alloc::Layout;
 use core::hint::black_box;
 use core::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, OnceLock};
+use std::sync::{Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::{Backoff, CachePadded};
 use rayon::ThreadPool;
+use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
 use crate::alloc::{BenchAlloc, Block, LocalAlloc};
 use crate::rng::Rng;
@@ -56,6 +57,10 @@ pub const PC_SIZE: usize = 64;
 /// `producer-consumer`: capacity of each pair's SPSC ring: enough that a producer rarely waits,
 /// small enough that blocks in flight stay in cache.
 pub const PC_RING: usize = 256;
+/// `producer-consumer`: the consumer waits for this many blocks, then takes all that are ready,
+/// as a consumer draining a queue in bursts does; item by item, each block would cost a
+/// cross-core round trip on the ring's index line (~50 ns here), whatever the allocator.
+pub const PC_BURST: usize = 32;
 
 /// `fragmentation`: pool size for the pool allocators, 64 MiB: small enough to fill in a few
 /// milliseconds, large enough for ~10,000 live blocks.
@@ -408,24 +413,41 @@ fn larson_block<A: BenchAlloc>(local: &mut A::Local<'_>, rng: &mut Rng, errors: 
 /// writes a sequence number in each and pushes it into the pair's SPSC ring; the odd thread pops,
 /// checks the number and frees the block. One thread alone does both, one item at a time
 /// (no cross-thread free). An odd thread count leaves the last thread idle.
+///
+/// The ring is `rtrb`'s wait-free SPSC ring, whose ends cache the other end's index and so
+/// touch a shared index line only when their cached view runs out, and the consumer drains it in
+/// bursts of at least [`PC_BURST`]: the ring costs a few ns an item, and what differs between
+/// allocators is the allocator. (Run `ring-only` to see the ring alone.)
 pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget) -> Outcome {
     let threads = pool.current_num_threads();
     let pairs = (threads / 2).max(1);
-    let rings: Vec<CachePadded<(ArrayQueue<Block>, AtomicBool)>> = (0..pairs)
-        .map(|_| CachePadded::new((ArrayQueue::new(PC_RING), AtomicBool::new(false))))
-        .collect();
-    let rings = &rings;
+    // Each end is taken once, by the thread that uses it.
+    let mut producers: Vec<Mutex<Option<Producer<Block>>>> = Vec::with_capacity(pairs);
+    let mut consumers: Vec<Mutex<Option<Consumer<Block>>>> = Vec::with_capacity(pairs);
+    for _ in 0..pairs {
+        let (p, c) = RingBuffer::new(PC_RING);
+        producers.push(Mutex::new(Some(p)));
+        consumers.push(Mutex::new(Some(c)));
+    }
+    fn take<T>(ends: &[Mutex<Option<T>>], i: usize) -> T {
+        ends[i]
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("each end is taken once")
+    }
     let layout = layout(PC_SIZE);
     on_threads(pool, |t, gate| {
         let mut local = a.local();
         let solo = threads == 1;
         let idle = t / 2 >= pairs;
-        let (ring, done) = &**rings.get(t / 2).unwrap_or(&rings[0]);
+        let producer = (!idle && (solo || t % 2 == 0)).then(|| take(&producers, t / 2));
+        let consumer = (!idle && (solo || t % 2 == 1)).then(|| take(&consumers, t / 2));
         let mut clock = Clock::new(budget, gate.open());
         let mut out = ThreadOut::new(clock.start);
-        if idle {
-        } else if solo || t % 2 == 0 {
+        if let Some(mut ring) = producer {
             // Producer (and, alone, consumer too).
+            let mut own = consumer;
             let (mut seq, mut attempts) = (0u64, 0u64);
             loop {
                 let n = clock.next(attempts);
@@ -444,12 +466,12 @@ pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget
                     }
                     let mut item = Block { ptr, layout };
                     let backoff = Backoff::new();
-                    while let Err(back) = ring.push(item) {
+                    while let Err(PushError::Full(back)) = ring.push(item) {
                         item = back;
                         backoff.snooze();
                     }
-                    if solo {
-                        let b = ring.pop().expect("just pushed");
+                    if let Some(own) = own.as_mut() {
+                        let b = own.pop().expect("just pushed");
                         // SAFETY: `b` is the block just pushed, live, allocated with its layout.
                         unsafe { local.dealloc(black_box(b.ptr), b.layout) };
                         out.ops += 1;
@@ -457,13 +479,24 @@ pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget
                     seq += 1;
                 }
             }
-            done.store(true, Ordering::Release);
-        } else {
-            // Consumer.
+            // Dropping `ring` tells the consumer that nothing more comes.
+        } else if let Some(mut ring) = consumer {
             let backoff = Backoff::new();
             let mut expect: u64 = 0;
             loop {
-                if let Some(b) = ring.pop() {
+                // Abandoned first, then the count: no push can come after.
+                let last = ring.is_abandoned();
+                let ready = ring.slots();
+                if ready == 0 && last {
+                    break;
+                }
+                if ready < PC_BURST && !last {
+                    backoff.snooze();
+                    continue;
+                }
+                backoff.reset();
+                for _ in 0..ready {
+                    let b = ring.pop().expect("counted as ready");
                     if A::REAL {
                         // SAFETY: the producer wrote the u64 before pushing; the ring's push and
                         // pop order that write before this read.
@@ -473,13 +506,8 @@ pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget
                     expect += 1;
                     // SAFETY: the block is live, allocated with its layout, and ours now.
                     unsafe { local.dealloc(black_box(b.ptr), b.layout) };
-                    out.ops += 1;
-                    backoff.reset();
-                } else if done.load(Ordering::Acquire) && ring.is_empty() {
-                    break;
-                } else {
-                    backoff.snooze();
                 }
+                out.ops += ready as u64;
             }
         }
         out.end = Instant::now();
