@@ -247,19 +247,20 @@ impl BlockMaps {
         let g = &self.geometry;
         let kval = g.kval();
         let mut covered = 0usize;
+        let (free, live, summary) = (self.free_words(), self.live_words(), self.summary());
         for k in SMALLEST_K..=kval {
             let start = g.word_base(k);
             for i in 0..g.words_of(k) {
                 // Relaxed: `validate` runs when no thread is inside a call (documented).
-                let f = self.free_words()[start + i].load(Ordering::Relaxed);
-                let l = self.live_words()[start + i].load(Ordering::Relaxed);
+                let f = free[start + i].load(Ordering::Relaxed);
+                let l = live[start + i].load(Ordering::Relaxed);
                 if f & l != 0 {
                     return Err("a block is both free and live");
                 }
                 if k < kval && f & (f >> 1) & 0x5555_5555_5555_5555 != 0 {
                     return Err("two free buddies not merged");
                 }
-                if f != 0 && self.summary().find(k).is_none() {
+                if f != 0 && summary.find(k).is_none() {
                     return Err("summary says empty over a non-empty word");
                 }
                 covered += ((f | l).count_ones() as usize) << k;
