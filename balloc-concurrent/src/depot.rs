@@ -59,11 +59,8 @@ impl Magazine {
     #[cfg(not(balloc_loom_mutants))]
     #[inline]
     fn acquire(&self, from: usize) -> bool {
-        // Relaxed peek first: a slot in another state costs no RMW. Not under loom: loom
-        // compares a thread's CAS with that thread's own last access to the word, so after the
-        // peek it would never explore the CAS losing to another thread's (model 8 then never
-        // hands a magazine across; with a non-atomic claim mutant it still passed).
-        (cfg!(balloc_loom) || self.state.load(Ordering::Relaxed) == from)
+        // Relaxed peek first: a slot in another state costs no RMW.
+        (!peek_first() || self.state.load(Ordering::Relaxed) == from)
             // Acquire: the contents written before the Release that set `from` are visible.
             && self
                 .state
@@ -81,6 +78,38 @@ impl Magazine {
             true
         }
     }
+}
+
+/// Whether `Magazine::acquire` peeks before its CAS: always, except in a loom model that turns
+/// it off with [`loom_depot_peek`].
+#[inline(always)]
+fn peek_first() -> bool {
+    #[cfg(balloc_loom)]
+    {
+        PEEK.with(|p| p.get())
+    }
+    #[cfg(not(balloc_loom))]
+    {
+        true
+    }
+}
+
+#[cfg(balloc_loom)]
+std::thread_local! {
+    /// Per OS thread: loom runs all of a model's threads on the test's own thread.
+    static PEEK: core::cell::Cell<bool> = const { core::cell::Cell::new(true) };
+}
+
+/// Loom only: turns the peek before the magazine CAS off (or back on) for the models run on
+/// this OS thread. With the peek, loom compares a thread's CAS with that thread's own last
+/// access to the word and never explores the CAS losing to another thread's, so model 8 never
+/// handed a magazine across threads (and a non-atomic claim passed it). Without it every
+/// `acquire` is a CAS, which multiplies the executions of the models that flush (model 3 went
+/// from 372k to 1.66M), so only model 8 turns it off.
+#[cfg(balloc_loom)]
+#[doc(hidden)]
+pub fn loom_depot_peek(on: bool) {
+    PEEK.with(|p| p.set(on));
 }
 
 pub(crate) struct Depot {

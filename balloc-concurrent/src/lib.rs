@@ -21,6 +21,9 @@ pub use balloc_core::{
     btok, AllocError, FreeError, InitError, Stats, DEFAULT_K, MAX_K, MIN_K, SMALLEST_K,
 };
 pub use builder::PoolBuilder;
+#[cfg(balloc_loom)]
+#[doc(hidden)]
+pub use depot::loom_depot_peek;
 pub use global_alloc::GlobalPool;
 pub use local::LocalCache;
 pub use pool::ConcurrentPool;

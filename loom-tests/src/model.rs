@@ -55,6 +55,8 @@ where
     F: Fn() + Send + Sync + 'static,
 {
     quiet_hook();
+    // Every model starts with the depot's peek on; model 8 turns it off for itself.
+    balloc_concurrent::loom_depot_peek(true);
     let mut builder = loom::model::Builder::new();
     let bound = *builder.preemption_bound.get_or_insert(preemptions);
     // The setup of the larger pools takes a few hundred scheduling points before any thread

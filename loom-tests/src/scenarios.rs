@@ -463,6 +463,9 @@ pub fn pool_drop_races_thread_exit() {
 /// retirement (a thread-local destructor) returns `b` and drains the depot, and once it has
 /// finished (see [`join_exited`]) the pool is whole.
 pub fn depot_handoff() {
+    // No peek before the magazine CAS, so loom explores the hand-over (see `loom_depot_peek`).
+    #[cfg(balloc_loom)]
+    balloc_concurrent::loom_depot_peek(false);
     let pool = Arc::new(cached(CACHEABLE));
     let a = Block::alloc(&pool, MIN, 1);
     let b = Block::alloc(&pool, MIN, 1);
