@@ -21,3 +21,23 @@ pub(crate) fn yield_now() {
     #[cfg(not(balloc_loom))]
     std::thread::yield_now();
 }
+
+/// A race window: under `--cfg balloc_chaos`, yields the thread every few calls so that
+/// interleavings that need many cores show on two; otherwise nothing.
+#[inline(always)]
+pub(crate) fn chaos_point() {
+    #[cfg(all(balloc_chaos, not(balloc_loom)))]
+    {
+        std::thread_local! {
+            static COUNT: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+        }
+        let n = COUNT.with(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        });
+        if n % 4 == 0 {
+            std::thread::yield_now();
+        }
+    }
+}

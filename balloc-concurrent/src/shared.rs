@@ -304,12 +304,15 @@ impl Core {
             if let Some((first, bits)) = self.maps.claim(k, 1) {
                 return Some((first + bits.trailing_zeros() as usize) << k);
             }
+            crate::primitive::chaos_point();
             self.maps.begin_transit();
+            crate::primitive::chaos_point();
             let found = self.claim_above(k);
             if let Some((j, off)) = found {
                 self.split_down(off, j, k);
             }
             self.maps.end_transit();
+            crate::primitive::chaos_point();
             if let Some((_, off)) = found {
                 return Some(off);
             }
