@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use balloc_bench::rng::Rng;
 use balloc_bench::workload::{BATCH_LEN, BATCH_SIZES};
-use balloc_core::os::Mapping;
+use balloc_core::internal::Mapping;
 use balloc_core::BuddyPool;
 use buddy_system_allocator::Heap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -13,7 +13,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use std::sync::Mutex;
 
-use balloc_core::os::Mapping;
+use balloc_core::internal::Mapping;
 use balloc_core::BuddyPool;
 
 /// An allocator under test, shared by the threads of a run.

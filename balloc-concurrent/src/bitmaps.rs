@@ -10,40 +10,40 @@
 //!
 //! Every byte of the pool is in exactly one of: a free block here, a live block here (held by a
 //! caller or cached by a thread), or a block in transit inside one call of this module's callers
-//! (between a claim and its `set_live`, or between `clear_live` and `release`).
+//! (between a claim and its `set_live`, or between `clear_live` and `release`); `transit`
+//! records the windows where free memory is out of sight.
 
-use balloc_core::geometry::Geometry;
-use balloc_core::order::SMALLEST_K;
-use balloc_core::InitError;
+use balloc_core::internal::Geometry;
+use balloc_core::{InitError, SMALLEST_K};
 
-use crate::primitive::{AtomicU64, Ordering};
+use crate::facade::{AtomicU64, Ordering, Words, MUTANTS};
 use crate::summary::{Summary, SummaryLayout};
-use crate::words::AtomicWords;
+use crate::units::{BlockIndex, Order};
+
+/// How many times one `claim` retries a word that others emptied under it before it reports
+/// nothing: each retry means another thread claimed those blocks, and a word refilled by a
+/// release shows up in the caller's transit snapshot, so giving up here is never a false
+/// out-of-memory, and keeps the call bounded.
+const CLAIM_TRIES: usize = 64;
 
 /// The free and live bitmaps of a pool, with the free bitmap's summaries.
 #[derive(Debug)]
 pub(crate) struct BlockMaps {
-    /// Low 32 bits: splits and merges in flight (free memory out of the bitmaps for a moment);
-    /// high 32 bits: how many have finished. An allocation that finds nothing reports
-    /// out-of-memory only if this word did not change across its whole search, except for its
-    /// own transit, so memory in transit (or freed meanwhile) never causes a false OOM.
-    transit: AtomicU64,
     geometry: Geometry,
     /// `geometry.words()` free words, then as many live words.
-    bits: AtomicWords,
+    bits: Words,
     summary_layout: SummaryLayout,
-    summary: AtomicWords,
+    summary: Words,
 }
 
 impl BlockMaps {
     /// All-zero maps for a pool of order `kval` (no free block yet: see [`Self::release`]).
     pub(crate) fn new(kval: u32) -> Result<Self, InitError> {
         let geometry = Geometry::new(kval);
-        let bits = AtomicWords::zeroed(2 * geometry.words())?;
+        let bits = Words::zeroed(2 * geometry.words())?;
         let summary_layout = SummaryLayout::new(&geometry);
-        let summary = AtomicWords::zeroed(summary_layout.total_words())?;
+        let summary = Words::zeroed(summary_layout.total_words())?;
         Ok(Self {
-            transit: AtomicU64::new(0),
             geometry,
             bits,
             summary_layout,
@@ -76,12 +76,21 @@ impl BlockMaps {
         }
     }
 
+    /// Whether order `k` may have a free block: its summary's top word (or its only bitmap
+    /// word) is non-zero. Read-only; a stale hint answers yes.
+    #[inline]
+    pub(crate) fn may_have_free(&self, k: Order) -> bool {
+        self.summary().top_nonzero(k.get())
+    }
+
     /// Claims up to `max` (1..=64) free blocks of order `k`, all from one word: one RMW.
     /// Returns the index of the word's first block and the claimed bits (non-zero), or `None`
-    /// when order `k` has no free block.
-    pub(crate) fn claim(&self, k: u32, max: u32) -> Option<(usize, u64)> {
+    /// when order `k` has no free block (or others emptied the words it tried: see
+    /// [`CLAIM_TRIES`]).
+    pub(crate) fn claim(&self, k: Order, max: u32) -> Option<(BlockIndex, u64)> {
         let summary = self.summary();
-        loop {
+        let k = k.get();
+        for _ in 0..CLAIM_TRIES {
             let rel = summary.find(k)?;
             let word = &self.free_words()[self.geometry.word_base(k) + rel];
             // Relaxed: only picks which bits to try; the RMW below decides.
@@ -93,14 +102,16 @@ impl BlockMaps {
             let want = lowest_bits(cur, max);
             let got = claim_bits(word, want);
             if got != 0 {
-                return Some((rel * 64, got));
+                return Some((BlockIndex(rel * 64), got));
             }
         }
+        None
     }
 
     /// Marks block `index` of order `k` free, where its buddy is known not to be free (it is
     /// the other half of a block being split by the caller): one `fetch_or`.
-    pub(crate) fn publish_split_half(&self, k: u32, index: usize) {
+    pub(crate) fn publish_split_half(&self, k: Order, index: BlockIndex) {
+        let (k, index) = (k.get(), index.0);
         let (w, mask) = self.geometry.locate(k, index);
         // Release: the block's memory (tags written by earlier owners) before its free bit;
         // pairs with the Acquire half of a claimer's AcqRel `fetch_and`.
@@ -113,16 +124,10 @@ impl BlockMaps {
 
     /// Returns block `index` of order `k` (no longer live) to the free bitmap, merging with free
     /// buddies: per level, one CAS either takes the buddy (merge, go up) or sets our bit (done).
-    /// Returns the order and index of the free block that results. Counted as a transit.
-    pub(crate) fn release(&self, k: u32, index: usize) -> (u32, usize) {
-        self.begin_transit();
-        let r = self.release_in_transit(k, index);
-        self.end_transit();
-        r
-    }
-
-    /// As [`Self::release`], inside a transit the caller opened (one for a whole batch).
-    pub(crate) fn release_in_transit(&self, mut k: u32, mut index: usize) -> (u32, usize) {
+    /// Returns the order and index of the free block that results. Call inside a transit (one
+    /// may cover a whole batch).
+    pub(crate) fn release(&self, k: Order, index: BlockIndex) -> (Order, BlockIndex) {
+        let (mut k, mut index) = (k.get(), index.0);
         let kval = self.geometry.kval();
         loop {
             let (w, mine) = self.geometry.locate(k, index);
@@ -132,7 +137,7 @@ impl BlockMaps {
                 // memory to its next claimer.
                 let old = word.fetch_or(mine, Ordering::AcqRel);
                 debug_assert_eq!(old & mine, 0, "top block released twice");
-                return (k, index);
+                return (Order(k), BlockIndex(index));
             }
             let buddy = self.geometry.locate(k, index ^ 1).1;
             match merge_or_mark(word, mine, buddy) {
@@ -144,55 +149,26 @@ impl BlockMaps {
                     if was_empty {
                         self.summary().mark(k, w - self.geometry.word_base(k));
                     }
-                    return (k, index);
+                    return (Order(k), BlockIndex(index));
                 }
             }
         }
     }
 
-    /// Opens a transit: free memory may leave the bitmaps for a moment (a split or a merge), or
-    /// memory is about to come back (a free).
-    #[inline]
-    pub(crate) fn begin_transit(&self) {
-        // SeqCst: transits and out-of-memory checks are totally ordered with the bitmap RMWs,
-        // so a checker that sees the word unchanged saw no transit overlap its search.
-        self.transit.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Closes a transit: one fewer in flight, one more finished.
-    #[inline]
-    pub(crate) fn end_transit(&self) {
-        // SeqCst: as in begin_transit. Adds 2^32 - 1: count - 1, generation + 1.
-        self.transit.fetch_add((1 << 32) - 1, Ordering::SeqCst);
-    }
-
-    /// The transit word, to compare after a search.
-    #[inline]
-    pub(crate) fn transit_snapshot(&self) -> u64 {
-        self.transit.load(Ordering::SeqCst)
-    }
-
-    /// True when, since `before`, exactly one transit (the caller's own) began and ended and
-    /// none is in flight: nothing could have moved free memory behind the caller's search.
-    #[inline]
-    pub(crate) fn quiet_since(&self, before: u64) -> bool {
-        self.transit_snapshot() == before.wrapping_add(1 << 32) && before & 0xFFFF_FFFF == 0
-    }
-
     /// Sets the live bits `mask` of the word holding block `first` of order `k` (`first` is the
     /// word's first block or any block in it): one `fetch_or` for a whole batch.
-    pub(crate) fn set_live(&self, k: u32, first: usize, mask: u64) {
-        let (w, _) = self.geometry.locate(k, first);
+    pub(crate) fn set_live(&self, k: Order, first: BlockIndex, mask: u64) {
+        let (w, _) = self.geometry.locate(k.get(), first.0);
         // Release: publishes the tags written into the blocks before; a validated free that
         // sees the live bit (Acquire load) then sees them.
         let old = self.live_words()[w].fetch_or(mask, Ordering::AcqRel);
-        debug_assert_eq!(old & mask, 0, "live bits ({k}, {first}) set twice");
+        debug_assert_eq!(old & mask, 0, "live bits ({k:?}, {first:?}) set twice");
     }
 
     /// Clears the live bit of block `index` of order `k`. Returns false when it was not set
     /// (the block was not live: a double free lost the race).
-    pub(crate) fn clear_live(&self, k: u32, index: usize) -> bool {
-        let (w, mask) = self.geometry.locate(k, index);
+    pub(crate) fn clear_live(&self, k: Order, index: BlockIndex) -> bool {
+        let (w, mask) = self.geometry.locate(k.get(), index.0);
         // AcqRel: totally orders racing frees of one block (exactly one sees the bit set) and
         // acquires the allocation's set_live.
         self.live_words()[w].fetch_and(!mask, Ordering::AcqRel) & mask != 0
@@ -200,8 +176,8 @@ impl BlockMaps {
 
     /// Clears the live bits `mask` of the word whose first block is `first` (order `k`).
     /// Returns which of them were set.
-    pub(crate) fn clear_live_mask(&self, k: u32, first: usize, mask: u64) -> u64 {
-        let (w, _) = self.geometry.locate(k, first);
+    pub(crate) fn clear_live_mask(&self, k: Order, first: BlockIndex, mask: u64) -> u64 {
+        let (w, _) = self.geometry.locate(k.get(), first.0);
         // AcqRel: as in `clear_live`.
         self.live_words()[w].fetch_and(!mask, Ordering::AcqRel) & mask
     }
@@ -301,22 +277,19 @@ fn lowest_bits(bits: u64, max: u32) -> u64 {
 }
 
 /// Removes `want` from `word`, returning the bits of `want` that were set (now ours).
-#[cfg(not(balloc_loom_mutants))]
+///
+/// MUTANT (loom-tests, [`MUTANTS`]): a load and a separate store. Two threads can both see a
+/// bit set and both take the block; the claim models must catch it.
 #[inline]
 fn claim_bits(word: &AtomicU64, want: u64) -> u64 {
+    if MUTANTS {
+        let cur = word.load(Ordering::Acquire);
+        word.store(cur & !want, Ordering::Release);
+        return cur & want;
+    }
     // AcqRel: Acquire pairs with the Release of whoever freed these blocks (their contents and
     // tags are visible to us); the RMW makes each bit go to exactly one claimer.
     word.fetch_and(!want, Ordering::AcqRel) & want
-}
-
-/// MUTANT for loom-tests: claim with a load and a separate store. Two threads can both see a
-/// bit set and both take the block; the claim models must catch it.
-#[cfg(balloc_loom_mutants)]
-#[inline]
-fn claim_bits(word: &AtomicU64, want: u64) -> u64 {
-    let cur = word.load(Ordering::Acquire);
-    word.store(cur & !want, Ordering::Release);
-    cur & want
 }
 
 enum MergeOutcome {
@@ -327,9 +300,15 @@ enum MergeOutcome {
 }
 
 /// One CAS: if `buddy` is set in `word`, clear it (merge); otherwise set `mine` (mark).
-#[cfg(not(balloc_loom_mutants))]
+///
+/// MUTANT (loom-tests, [`MUTANTS`]): read the buddy bit, then write in a separate store. Two
+/// buddies freed at once can both miss each other and stay unmerged (or overwrite each other);
+/// the merge models must catch it.
 #[inline]
 fn merge_or_mark(word: &AtomicU64, mine: u64, buddy: u64) -> MergeOutcome {
+    if MUTANTS {
+        return merge_or_mark_mutant(word, mine, buddy);
+    }
     let mut cur = word.load(Ordering::Relaxed);
     loop {
         debug_assert_eq!(cur & mine, 0, "released block is already free");
@@ -352,12 +331,8 @@ fn merge_or_mark(word: &AtomicU64, mine: u64, buddy: u64) -> MergeOutcome {
     }
 }
 
-/// MUTANT for loom-tests: read the buddy bit, then set our bit in a separate store. Two
-/// buddies freed at once can both miss each other and stay unmerged (or overwrite each other);
-/// the merge models must catch it.
-#[cfg(balloc_loom_mutants)]
-#[inline]
-fn merge_or_mark(word: &AtomicU64, mine: u64, buddy: u64) -> MergeOutcome {
+/// The mutant of [`merge_or_mark`].
+fn merge_or_mark_mutant(word: &AtomicU64, mine: u64, buddy: u64) -> MergeOutcome {
     let cur = word.load(Ordering::Acquire);
     if cur & buddy != 0 {
         word.store(cur & !buddy, Ordering::Release);
@@ -377,7 +352,7 @@ mod tests {
     /// Maps of a 2^k pool with its one top block free.
     fn fresh(kval: u32) -> BlockMaps {
         let maps = BlockMaps::new(kval).unwrap();
-        maps.release(kval, 0);
+        maps.release(Order(kval), BlockIndex(0));
         maps
     }
 
@@ -385,25 +360,28 @@ mod tests {
     fn split_then_merge_returns_to_one_block() {
         let maps = fresh(20);
         // Take the top block and split it down to order 6, as an allocation would.
-        let (first, bits) = maps.claim(20, 1).unwrap();
-        assert_eq!((first, bits), (0, 1));
+        let (first, bits) = maps.claim(Order(20), 1).unwrap();
+        assert_eq!((first, bits), (BlockIndex(0), 1));
         for i in (6..20).rev() {
-            maps.publish_split_half(i, 1);
+            maps.publish_split_half(Order(i), BlockIndex(1));
         }
-        maps.set_live(6, 0, 1);
+        maps.set_live(Order(6), BlockIndex(0), 1);
         assert!(maps.is_live(6, 0));
         assert_eq!(maps.count_free(6), 1);
         maps.validate().unwrap();
         // Free it: one merge per level, back to the top.
-        assert!(maps.clear_live(6, 0));
-        assert_eq!(maps.release(6, 0), (20, 0));
+        assert!(maps.clear_live(Order(6), BlockIndex(0)));
+        assert_eq!(
+            maps.release(Order(6), BlockIndex(0)),
+            (Order(20), BlockIndex(0))
+        );
         assert_eq!(maps.count_free(20), 1);
         for k in 6..20 {
             assert_eq!(maps.count_free(k), 0, "order {k} merged away");
         }
         maps.validate().unwrap();
         assert!(
-            !maps.clear_live(6, 0),
+            !maps.clear_live(Order(6), BlockIndex(0)),
             "a second clear reports the block was not live"
         );
     }
@@ -411,48 +389,40 @@ mod tests {
     #[test]
     fn one_claim_takes_many_blocks_of_a_word() {
         let maps = fresh(20);
-        maps.claim(20, 1).unwrap();
+        maps.claim(Order(20), 1).unwrap();
         // Publish 32 free blocks of order 6 that are not buddies of each other (even indexes).
         for i in (0..64).step_by(2) {
-            maps.publish_split_half(6, i + 1);
+            maps.publish_split_half(Order(6), BlockIndex(i + 1));
         }
-        let (first, bits) = maps.claim(6, 64).unwrap();
-        assert_eq!(first, 0);
+        assert!(maps.may_have_free(Order(6)));
+        let (first, bits) = maps.claim(Order(6), 64).unwrap();
+        assert_eq!(first, BlockIndex(0));
         assert_eq!(bits.count_ones(), 32);
         assert_eq!(
-            maps.claim(6, 64),
+            maps.claim(Order(6), 64),
             None,
             "the order is empty after one claim"
         );
+        assert!(!maps.may_have_free(Order(6)));
     }
 
     #[test]
     fn summary_finds_a_block_far_from_the_start_and_forgets_emptied_words() {
         let maps = fresh(22); // order 6 has 2^16 blocks: 1024 words, two summary levels
-        maps.claim(22, 1).unwrap();
+        maps.claim(Order(22), 1).unwrap();
         let far = (1 << 16) - 1; // the last block, an odd index (its buddy stays "allocated")
-        maps.publish_split_half(6, far);
-        let (first, bits) = maps.claim(6, 1).unwrap();
-        assert_eq!(first + bits.trailing_zeros() as usize, far);
+        maps.publish_split_half(Order(6), BlockIndex(far));
+        let (first, bits) = maps.claim(Order(6), 1).unwrap();
+        assert_eq!(first.0 + bits.trailing_zeros() as usize, far);
+        assert!(
+            maps.may_have_free(Order(6)),
+            "a stale hint reads as maybe-free until a search cleans it"
+        );
         assert_eq!(
-            maps.claim(6, 1),
+            maps.claim(Order(6), 1),
             None,
             "stale hints are cleaned, and the order reads empty"
         );
-    }
-
-    #[test]
-    fn transit_detects_overlap_and_quiet() {
-        let maps = fresh(20);
-        let before = maps.transit_snapshot();
-        maps.begin_transit();
-        maps.end_transit();
-        assert!(maps.quiet_since(before), "only our own transit happened");
-        maps.claim(20, 1).unwrap();
-        let before = maps.transit_snapshot();
-        maps.begin_transit();
-        maps.release(20, 0); // someone else's transit, nested in ours
-        maps.end_transit();
-        assert!(!maps.quiet_since(before));
+        assert!(!maps.may_have_free(Order(6)));
     }
 }

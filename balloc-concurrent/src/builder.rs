@@ -2,12 +2,12 @@
 
 use core::ops::RangeInclusive;
 
-use balloc_core::order::pool_order_for;
-use balloc_core::InitError;
+use balloc_core::{pool_order_for, InitError};
 
 use crate::config::{
     CacheConfig, DEFAULT_CACHED_ORDERS, DEFAULT_CACHE_BATCH, DEFAULT_CACHE_CAPACITY,
 };
+use crate::facade::LOOM;
 use crate::pool::ConcurrentPool;
 use crate::shared::PoolShared;
 
@@ -99,8 +99,7 @@ impl PoolBuilder {
 /// The pool order for `size`: core's rule, except that loom models may use tiny pools (down to
 /// two smallest blocks) so that every block is contended.
 fn pool_order(size: usize) -> Option<u32> {
-    #[cfg(balloc_loom)]
-    if size.is_power_of_two() && size < (1 << balloc_core::MIN_K) {
+    if LOOM && size.is_power_of_two() && size < (1 << balloc_core::MIN_K) {
         return Some(size.trailing_zeros().max(balloc_core::SMALLEST_K));
     }
     pool_order_for(size)

@@ -1,6 +1,10 @@
 //! How a pool caches: which orders, how many blocks per thread, how many move at a time.
 
-use balloc_core::order::{ORDER_COUNT, SMALLEST_K};
+use balloc_core::internal::ORDER_COUNT;
+use balloc_core::SMALLEST_K;
+
+use crate::facade::LOOM;
+use crate::units::Order;
 
 /// Highest order a cache may hold: 2^16 = 64 KiB blocks.
 pub const MAX_CACHED_K: u32 = 16;
@@ -14,7 +18,7 @@ pub const DEFAULT_CACHED_ORDERS: core::ops::RangeInclusive<u32> = SMALLEST_K..=M
 /// limits orders above 2^8). 256: with `batch` 64 the `batch` workload (1,000 allocations of
 /// 64 B–4 KiB, then 1,000 frees) costs 210 instructions per alloc+free instead of 284 at
 /// 64/16 (callgrind). Small under loom and Miri so refill and flush paths run in those tests.
-pub const DEFAULT_CACHE_CAPACITY: usize = if cfg!(any(miri, balloc_loom)) { 4 } else { 256 };
+pub const DEFAULT_CACHE_CAPACITY: usize = if cfg!(miri) || LOOM { 4 } else { 256 };
 
 /// Default batch: a quarter of the capacity, as Linux's per-CPU page lists use
 /// (`batch ≈ high / 4`): a refill leaves room for frees, a flush leaves blocks for allocations.
@@ -40,11 +44,15 @@ pub(crate) struct CacheConfig {
     pub(crate) capacity: [u16; ORDER_COUNT],
     /// `batch[k]`: blocks moved per refill or flush (1 ..= capacity).
     pub(crate) batch: [u16; ORDER_COUNT],
-    /// Total slots over all orders.
-    pub(crate) slots: usize,
-    /// `depot_slots[k]`: magazines of order `k` the pool's depot may hold: as many `batch`es
-    /// as fit one cache's byte cap for the order, at least one, at most `depot::SLOTS`.
-    pub(crate) depot_slots: [u8; ORDER_COUNT],
+    /// Blocks one cache holds at most, over all orders: `Σ capacity[k]`.
+    pub(crate) total_capacity: usize,
+    /// `depot_magazines[k]`: magazines of order `k` the pool's depot may hold: as many
+    /// `batch`es as fit one cache's byte cap for the order, at least one, at most
+    /// `depot::MAGAZINES_PER_ORDER`.
+    pub(crate) depot_magazines: [u8; ORDER_COUNT],
+    /// The cached orders, `first..=last` (empty when nothing is cached: `first > last`).
+    pub(crate) first: Order,
+    pub(crate) last: Order,
 }
 
 impl CacheConfig {
@@ -61,8 +69,9 @@ impl CacheConfig {
             .min(MAX_CACHED_K)
             .min(kval.saturating_sub(1));
         let per_order_bytes = MAX_CACHED_BYTES_PER_ORDER.min((1usize << kval) >> 8);
-        let mut slots = 0;
-        let mut depot_slots = [0u8; ORDER_COUNT];
+        let mut total_capacity = 0;
+        let mut depot_magazines = [0u8; ORDER_COUNT];
+        let (mut first, mut last) = (Order(u32::MAX), Order(0));
         if capacity > 0 && lo <= hi {
             for k in lo..=hi {
                 let c = capacity.min(per_order_bytes >> k).min(u16::MAX as usize);
@@ -71,30 +80,35 @@ impl CacheConfig {
                 }
                 cap[k as usize] = c as u16;
                 bat[k as usize] = batch.clamp(1, c).min(64) as u16;
-                slots += c;
+                total_capacity += c;
+                first = first.min(Order(k));
+                last = last.max(Order(k));
                 let magazine_bytes = (bat[k as usize] as usize) << k;
-                depot_slots[k as usize] =
-                    (per_order_bytes / magazine_bytes).clamp(1, crate::depot::SLOTS) as u8;
+                depot_magazines[k as usize] = (per_order_bytes / magazine_bytes)
+                    .clamp(1, crate::depot::MAGAZINES_PER_ORDER)
+                    as u8;
             }
         }
         Self {
             capacity: cap,
             batch: bat,
-            slots,
-            depot_slots,
+            total_capacity,
+            depot_magazines,
+            first,
+            last,
         }
     }
 
     /// Whether blocks of order `k` go through caches.
     #[inline]
-    pub(crate) fn caches(&self, k: u32) -> bool {
-        self.capacity[k as usize] != 0
+    pub(crate) fn caches(&self, k: Order) -> bool {
+        self.capacity[k.slot()] != 0
     }
 
     /// Most bytes the depot can hold.
     pub(crate) fn max_depot_bytes(&self) -> usize {
         (0..ORDER_COUNT)
-            .map(|k| (self.depot_slots[k] as usize * self.batch[k] as usize) << k)
+            .map(|k| (self.depot_magazines[k] as usize * self.batch[k] as usize) << k)
             .sum()
     }
 
@@ -136,8 +150,10 @@ mod tests {
             );
             assert!(c.batch[k] <= c.capacity[k].max(1));
         }
-        assert!(!c.caches(20), "the top order is never cached");
+        assert!(!c.caches(Order(20)), "the top order is never cached");
+        assert_eq!((c.first, c.last), (Order(6), Order(12)), "64 B to 4 KiB fit 4 KiB per order");
         let off = CacheConfig::new(30, DEFAULT_CACHED_ORDERS, 0, 1);
         assert_eq!(off.max_bytes_per_cache(), 0);
+        assert!(off.first > off.last, "no cached order");
     }
 }

@@ -15,22 +15,23 @@
 //! is filled and emptied by one thread at a time and its blocks are handed on exactly once.
 //!
 //! No false out-of-memory: every full flush of a cache (thread exit, `flush_thread_cache`, a
-//! pressure epoch) and the out-of-memory retries drain the depot into the bitmaps. Each cache's
-//! last flush comes after its last deposit, so once no cache is alive the depot is empty.
-//! Bound: per cached order, as many magazines as fit the per-order byte cap of one cache
-//! (at least one, at most `SLOTS`): `ConcurrentPool::max_depot_bytes`.
+//! pressure epoch) and every out-of-memory decision drain the depot into the bitmaps. Each
+//! cache's last flush comes after its last deposit, so once no cache is alive the depot is
+//! empty. Bound: per cached order, as many magazines as fit the per-order byte cap of one
+//! cache (at least one, at most `MAGAZINES_PER_ORDER`): `ConcurrentPool::max_depot_bytes`.
 
-use balloc_core::order::SMALLEST_K;
+use balloc_core::SMALLEST_K;
 
 use crate::config::MAX_CACHED_K;
-use crate::primitive::{AtomicUsize, Ordering};
+use crate::facade::{depot_peek, AtomicUsize, Ordering, LOOM, MUTANTS};
+use crate::units::Order;
 
 /// Most magazines per cached order (the pool's configuration may allow fewer: see
-/// `CacheConfig::depot_slots`). Under loom one, to keep the models small.
-pub(crate) const SLOTS: usize = if cfg!(balloc_loom) { 1 } else { 4 };
+/// `CacheConfig::depot_magazines`). Under loom one, to keep the models small.
+pub(crate) const MAGAZINES_PER_ORDER: usize = if LOOM { 1 } else { 4 };
 /// Most blocks in one magazine: the largest batch a pool allows (see `CacheConfig`). Under loom
 /// smaller, matching its tiny caches; larger batches then bypass the depot.
-pub(crate) const MAGAZINE: usize = if cfg!(balloc_loom) { 4 } else { 64 };
+pub(crate) const MAGAZINE: usize = if LOOM { 4 } else { 64 };
 /// Orders that can be cached: `SMALLEST_K..=MAX_CACHED_K`.
 const ORDERS: usize = (MAX_CACHED_K - SMALLEST_K + 1) as usize;
 
@@ -56,64 +57,30 @@ impl Magazine {
     }
 
     /// Moves the state from `from` to BUSY if it is `from`: the caller then owns the contents.
-    #[cfg(not(balloc_loom_mutants))]
+    ///
+    /// MUTANT (loom-tests, [`MUTANTS`]): a load, then a separate store of BUSY. Two threads
+    /// can both see the magazine FULL and both take its blocks; model 8 must catch it.
     #[inline]
     fn acquire(&self, from: usize) -> bool {
-        // Relaxed peek first: a slot in another state costs no RMW.
-        (!peek_first() || self.state.load(Ordering::Relaxed) == from)
+        if MUTANTS {
+            return self.state.load(Ordering::Acquire) == from && {
+                self.state.store(BUSY, Ordering::Relaxed);
+                true
+            };
+        }
+        // Relaxed peek first: a slot in another state costs no RMW (see `depot_peek` for why
+        // one loom model turns it off).
+        (!depot_peek() || self.state.load(Ordering::Relaxed) == from)
             // Acquire: the contents written before the Release that set `from` are visible.
             && self
                 .state
                 .compare_exchange(from, BUSY, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
     }
-
-    /// MUTANT for loom-tests: a load, then a separate store of BUSY. Two threads can both see
-    /// the magazine FULL and both take its blocks; model 8 must catch it.
-    #[cfg(balloc_loom_mutants)]
-    #[inline]
-    fn acquire(&self, from: usize) -> bool {
-        self.state.load(Ordering::Acquire) == from && {
-            self.state.store(BUSY, Ordering::Relaxed);
-            true
-        }
-    }
-}
-
-/// Whether `Magazine::acquire` peeks before its CAS: always, except in a loom model that turns
-/// it off with [`loom_depot_peek`].
-#[inline(always)]
-fn peek_first() -> bool {
-    #[cfg(balloc_loom)]
-    {
-        PEEK.with(|p| p.get())
-    }
-    #[cfg(not(balloc_loom))]
-    {
-        true
-    }
-}
-
-#[cfg(balloc_loom)]
-std::thread_local! {
-    /// Per OS thread: loom runs all of a model's threads on the test's own thread.
-    static PEEK: core::cell::Cell<bool> = const { core::cell::Cell::new(true) };
-}
-
-/// Loom only: turns the peek before the magazine CAS off (or back on) for the models run on
-/// this OS thread. With the peek, loom compares a thread's CAS with that thread's own last
-/// access to the word and never explores the CAS losing to another thread's, so model 8 never
-/// handed a magazine across threads (and a non-atomic claim passed it). Without it every
-/// `acquire` is a CAS, which multiplies the executions of the models that flush (model 3 went
-/// from 372k to 1.66M), so only model 8 turns it off.
-#[cfg(balloc_loom)]
-#[doc(hidden)]
-pub fn loom_depot_peek(on: bool) {
-    PEEK.with(|p| p.set(on));
 }
 
 pub(crate) struct Depot {
-    magazines: [[Magazine; SLOTS]; ORDERS],
+    magazines: [[Magazine; MAGAZINES_PER_ORDER]; ORDERS],
 }
 
 impl Depot {
@@ -124,8 +91,8 @@ impl Depot {
     }
 
     #[inline]
-    fn slots(&self, k: u32) -> &[Magazine] {
-        match k.checked_sub(SMALLEST_K) {
+    fn slots(&self, k: Order) -> &[Magazine] {
+        match k.get().checked_sub(SMALLEST_K) {
             Some(i) if (i as usize) < ORDERS => &self.magazines[i as usize],
             _ => &[],
         }
@@ -134,7 +101,7 @@ impl Depot {
     /// Stores `blocks` (1..=MAGAZINE addresses of blocks of order `k`, owned by the caller) as
     /// one magazine in one of the first `slots` magazines of order `k`. False, with nothing
     /// taken, when those are all in use.
-    pub(crate) fn deposit(&self, k: u32, slots: usize, blocks: &[usize]) -> bool {
+    pub(crate) fn deposit(&self, k: Order, slots: usize, blocks: &[usize]) -> bool {
         if blocks.is_empty() || blocks.len() > MAGAZINE {
             return false;
         }
@@ -154,7 +121,7 @@ impl Depot {
 
     /// Takes one magazine of order `k` if there is one whose blocks fit `room`, handing each
     /// block address to `push`. Returns how many.
-    pub(crate) fn take(&self, k: u32, room: usize, mut push: impl FnMut(usize)) -> usize {
+    pub(crate) fn take(&self, k: Order, room: usize, mut push: impl FnMut(usize)) -> usize {
         for m in self.slots(k) {
             if m.acquire(FULL) {
                 let n = m.len.load(Ordering::Relaxed);
@@ -189,8 +156,8 @@ impl Depot {
     }
 
     /// The orders that have magazines, for draining.
-    pub(crate) fn orders() -> core::ops::RangeInclusive<u32> {
-        SMALLEST_K..=MAX_CACHED_K
+    pub(crate) fn orders() -> impl Iterator<Item = Order> {
+        Order(SMALLEST_K).through(Order(MAX_CACHED_K))
     }
 }
 
@@ -201,33 +168,33 @@ mod tests {
     #[test]
     fn deposit_then_take_hands_each_block_on_once() {
         let depot = Depot::new();
-        let k = 8;
+        let k = Order(8);
         let mut deposited = 0;
         assert!(depot.deposit(k, 1, &[64]), "one slot allowed");
         assert!(!depot.deposit(k, 1, &[128]), "only one slot allowed");
         assert_eq!(depot.take(k, 64, |a| assert_eq!(a, 64)), 1);
-        while depot.deposit(k, SLOTS, &[deposited * 256 + 4096, deposited * 256 + 8192]) {
+        while depot.deposit(k, MAGAZINES_PER_ORDER, &[deposited * 256 + 4096, deposited * 256 + 8192]) {
             deposited += 1;
         }
-        assert_eq!(deposited, SLOTS, "one magazine per slot");
-        assert_eq!(depot.cached_bytes(), (SLOTS * 2) << k);
+        assert_eq!(deposited, MAGAZINES_PER_ORDER, "one magazine per slot");
+        assert_eq!(depot.cached_bytes(), (MAGAZINES_PER_ORDER * 2) << k.get());
         assert!(
-            !depot.deposit(k + 1, SLOTS, &[]),
+            !depot.deposit(k.up(1), MAGAZINES_PER_ORDER, &[]),
             "empty magazines are refused"
         );
         let mut got = Vec::new();
         assert_eq!(depot.take(k, 1, |a| got.push(a)), 0, "too little room");
         while depot.take(k, 64, |a| got.push(a)) > 0 {}
         got.sort_unstable();
-        let mut want: Vec<usize> = (0..SLOTS)
+        let mut want: Vec<usize> = (0..MAGAZINES_PER_ORDER)
             .flat_map(|i| [i * 256 + 4096, i * 256 + 8192])
             .collect();
         want.sort_unstable();
         assert_eq!(got, want);
         assert_eq!(depot.cached_bytes(), 0);
-        assert_eq!(depot.take(k + 1, 64, |_| {}), 0, "other orders untouched");
+        assert_eq!(depot.take(k.up(1), 64, |_| {}), 0, "other orders untouched");
         assert!(
-            !depot.deposit(MAX_CACHED_K + 1, SLOTS, &[64]),
+            !depot.deposit(Order(MAX_CACHED_K + 1), MAGAZINES_PER_ORDER, &[64]),
             "no magazines above"
         );
     }

@@ -2,20 +2,32 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod bitmaps;
+// Front-ends: the public types.
 mod builder;
+mod global_alloc;
+mod global_pool;
+mod local;
+mod pool;
+
+// The allocation path and the state it works on.
+mod bitmaps;
 mod cache;
 pub mod config;
 mod depot;
-mod global_alloc;
-mod local;
-mod pool;
-mod primitive;
+mod exhaustion;
+mod ladder;
+mod region;
+mod registry;
 mod shared;
 mod summary;
 mod tags;
 mod thread_cache;
-mod words;
+mod transit;
+
+// Support.
+mod facade;
+mod shards;
+mod units;
 
 pub use balloc_core::{
     btok, AllocError, FreeError, InitError, Stats, DEFAULT_K, MAX_K, MIN_K, SMALLEST_K,
@@ -23,8 +35,8 @@ pub use balloc_core::{
 pub use builder::PoolBuilder;
 #[cfg(balloc_loom)]
 #[doc(hidden)]
-pub use depot::loom_depot_peek;
-pub use global_alloc::GlobalPool;
+pub use facade::imp::loom_depot_peek;
+pub use global_pool::{GlobalPool, GlobalPoolStats};
 pub use local::LocalCache;
 pub use pool::ConcurrentPool;
-pub use thread_cache::SLOTS as THREAD_CACHE_SLOTS;
+pub use thread_cache::POOLS_PER_THREAD as THREAD_CACHE_SLOTS;

@@ -4,11 +4,13 @@ use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use balloc_core::order::{checked_size_order, fast_layout_order, layout_order};
+use balloc_core::internal::{checked_size_order, fast_layout_order, layout_order};
 use balloc_core::{AllocError, FreeError};
 
 use crate::cache::Cache;
+use crate::ladder::{self, Caller};
 use crate::pool::ConcurrentPool;
+use crate::units::Order;
 
 /// A thread's own cache over a [`ConcurrentPool`] (`!Send`): a hit costs a few plain loads and
 /// stores, with no thread-local lookup and no atomic read-modify-write.
@@ -33,8 +35,8 @@ use crate::pool::ConcurrentPool;
 /// ```
 pub struct LocalCache<'a> {
     pool: &'a ConcurrentPool,
-    /// `Cache::empty()` when the system allocator could not provide a cache: its fast paths
-    /// always miss and the slow paths go to the shared bitmaps.
+    /// This handle's cache, from the pool's registry; the pool's empty cache (whose fast paths
+    /// always miss) when the system allocator could not provide one.
     cache: NonNull<Cache>,
     _not_send: PhantomData<*mut ()>,
 }
@@ -49,9 +51,8 @@ impl core::fmt::Debug for LocalCache<'_> {
 
 impl<'a> LocalCache<'a> {
     pub(crate) fn new(pool: &'a ConcurrentPool) -> Self {
-        // SAFETY: `pool` holds a strong reference for as long as the handle borrows it.
-        let cache =
-            NonNull::new(unsafe { Cache::create(pool.shared()) }).unwrap_or_else(Cache::empty);
+        let shared = pool.shared();
+        let cache = shared.acquire_cache().unwrap_or(shared.empty_cache);
         Self {
             pool,
             cache,
@@ -67,39 +68,43 @@ impl<'a> LocalCache<'a> {
     /// The cache for fast paths (possibly the empty one, which always misses).
     #[inline(always)]
     fn fast(&self) -> &Cache {
-        // SAFETY: the cache lives until `drop` (or is the static empty one), and the handle is
-        // !Send and !Sync, so nothing else uses it meanwhile.
+        // SAFETY: the cache is ours until `drop` (or is the pool's empty one, which lives as
+        // long as the pool), and the handle is !Send and !Sync, so nothing else uses it.
         unsafe { self.cache.as_ref() }
     }
 
-    /// The cache for slow paths: `None` for the empty cache (use the shared bitmaps).
+    /// The caller for the allocation path: this handle's cache, unless it is the empty one.
     #[inline]
-    fn cache(&self) -> Option<&Cache> {
-        if Cache::is_empty_cache(self.cache) {
-            None
-        } else {
-            Some(self.fast())
+    fn caller(&self) -> Caller<'_> {
+        let shared = self.pool.shared();
+        let real = self.cache != shared.empty_cache;
+        Caller {
+            shared,
+            cache: real.then(|| self.fast()),
+            explicit: true,
         }
     }
 
     /// Allocates a block of order `btok(size)`.
     ///
     /// # Errors
-    /// As [`ConcurrentPool::alloc`].
+    /// As [`ConcurrentPool::alloc`]; before out-of-memory this handle's cache and this
+    /// thread's implicit cache for the pool are both handed back.
     #[inline]
     pub fn alloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
         // Size 0 maps to order 64, whose stack is always empty: no separate test.
-        if let Some(p) = self.fast().pop_ptr(fast_layout_order(size, 1)) {
+        if let Some(p) = self.fast().pop(Order(fast_layout_order(size, 1))) {
             return Ok(p);
         }
         self.alloc_slow(size)
     }
 
-    /// Out-of-line slow path for `alloc`: checks, refill, shared bitmaps.
+    /// Out-of-line slow path for `alloc`: checks, then the allocation path.
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_order(checked_size_order(size, self.pool.kval())?)
+        let k = Order(checked_size_order(size, self.pool.kval())?);
+        ladder::alloc(self.caller(), k)
     }
 
     /// Allocates a block that fits `layout`.
@@ -109,10 +114,8 @@ impl<'a> LocalCache<'a> {
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         // Size 0 maps to order 64, whose stack is always empty: no separate test.
-        if let Some(p) = self
-            .fast()
-            .pop_ptr(fast_layout_order(layout.size(), layout.align()))
-        {
+        let k = Order(fast_layout_order(layout.size(), layout.align()));
+        if let Some(p) = self.fast().pop(k) {
             return Ok(p);
         }
         self.alloc_layout_slow(layout)
@@ -122,16 +125,7 @@ impl<'a> LocalCache<'a> {
     #[cold]
     #[inline(never)]
     fn alloc_layout_slow(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_order(self.pool.layout_order(layout)?)
-    }
-
-    fn alloc_order(&self, k: u32) -> Result<NonNull<u8>, AllocError> {
-        let off = match self.cache() {
-            Some(c) => c.alloc(k),
-            None => self.pool.alloc_uncached(k),
-        };
-        off.map(|off| self.pool.core().ptr_at(off))
-            .ok_or(AllocError::OutOfMemory { order: k })
+        ladder::alloc(self.caller(), self.pool.layout_order(layout)?)
     }
 
     /// Frees the block at `ptr` (allocated by any handle or thread), validated.
@@ -140,12 +134,7 @@ impl<'a> LocalCache<'a> {
     /// As [`ConcurrentPool::free`].
     #[inline]
     pub fn free(&self, ptr: NonNull<u8>) -> Result<(), FreeError> {
-        let core = self.pool.core();
-        let (off, k) = core.find_live(ptr)?;
-        match self.cache() {
-            Some(c) => c.free_validated(off, k),
-            None => core.free_validated_shared(off, k),
-        }
+        ladder::free_validated(self.caller(), ptr)
     }
 
     /// Frees a block without validation, trusting `layout`: the sized fast path.
@@ -155,8 +144,8 @@ impl<'a> LocalCache<'a> {
     ///   layout of the same order, and is not freed twice.
     #[inline]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
-        let k = layout_order(layout.size(), layout.align());
-        if !self.fast().try_dealloc(ptr, k) {
+        let k = Order(layout_order(layout.size(), layout.align()));
+        if !self.fast().push(k, ptr) {
             self.dealloc_slow(ptr, k);
         }
     }
@@ -164,37 +153,30 @@ impl<'a> LocalCache<'a> {
     /// Out-of-line slow path for `dealloc`: a full stack, an uncached order, or no cache.
     #[cold]
     #[inline(never)]
-    fn dealloc_slow(&self, ptr: NonNull<u8>, k: u32) {
-        let core = self.pool.core();
-        let off = ptr.as_ptr().addr().wrapping_sub(core.base.as_ptr().addr());
+    fn dealloc_slow(&self, ptr: NonNull<u8>, k: Order) {
         debug_assert_eq!(
-            core.find_live(ptr),
-            Ok((off, k)),
+            self.pool.region().find_live(ptr).map(|(_, k)| k),
+            Ok(k),
             "dealloc of a block not allocated with this layout"
         );
-        match self.cache() {
-            Some(c) => c.dealloc(ptr, k),
-            None => {
-                let r = core.free_validated_shared(off, k);
-                debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
-            }
-        }
+        ladder::dealloc(self.caller(), ptr, k);
     }
 
     /// Hands every block this handle caches back to the pool.
     pub fn flush(&self) {
-        if let Some(c) = self.cache() {
-            c.flush_all();
+        if let Some(c) = self.caller().cache {
+            ladder::flush(self.pool.region(), c);
         }
     }
 }
 
 impl Drop for LocalCache<'_> {
     fn drop(&mut self) {
-        if !Cache::is_empty_cache(self.cache) {
-            // SAFETY: the cache came from `Cache::create`, is used by nobody else, and the
-            // borrowed pool holds a strong reference.
-            unsafe { Cache::destroy(self.cache.as_ptr()) };
+        if let Some(c) = self.caller().cache {
+            // The borrowed pool holds a strong reference; the cache goes back to the registry
+            // empty, for the next handle or thread.
+            ladder::flush(self.pool.region(), c);
+            self.pool.shared().registry.release(c);
         }
     }
 }

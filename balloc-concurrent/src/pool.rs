@@ -3,15 +3,19 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use balloc_core::order::{
+use balloc_core::internal::{
     checked_layout_order, checked_size_order, fast_layout_order, layout_order,
 };
 use balloc_core::{AllocError, FreeError, InitError, Stats};
 
 use crate::builder::PoolBuilder;
+use crate::cache::Cache;
+use crate::ladder::{self, Caller};
 use crate::local::LocalCache;
-use crate::shared::{Core, PoolShared};
+use crate::region::Region;
+use crate::shared::PoolShared;
 use crate::thread_cache;
+use crate::units::Order;
 
 /// A buddy pool many threads allocate from and free to at once.
 ///
@@ -56,7 +60,7 @@ unsafe impl Sync for ConcurrentPool {}
 impl core::fmt::Debug for ConcurrentPool {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ConcurrentPool")
-            .field("base", &self.core().base)
+            .field("base", &self.region().base)
             .field("kval", &self.kval)
             .finish()
     }
@@ -85,19 +89,14 @@ impl ConcurrentPool {
     }
 
     #[inline]
-    pub(crate) fn shared(&self) -> NonNull<PoolShared> {
-        self.shared
+    pub(crate) fn shared(&self) -> &PoolShared {
+        // SAFETY: the pool holds a strong (and a weak) reference until it is dropped.
+        unsafe { self.shared.as_ref() }
     }
 
     #[inline]
-    pub(crate) fn core(&self) -> &Core {
-        // SAFETY: the pool holds a strong reference until it is dropped.
-        unsafe { self.shared.as_ref() }.core()
-    }
-
-    #[inline]
-    pub(crate) fn id(&self) -> u64 {
-        self.id
+    pub(crate) fn region(&self) -> &Region {
+        self.shared().region()
     }
 
     /// Order of the whole pool.
@@ -115,17 +114,18 @@ impl ConcurrentPool {
     /// True when `ptr` points into the pool's memory.
     #[inline]
     pub fn contains(&self, ptr: *const u8) -> bool {
-        ptr.addr().wrapping_sub(self.core().base.as_ptr().addr()) < self.size()
+        self.region().contains(ptr)
     }
 
     /// Allocates a block of order `btok(size)`, aligned to its size.
     ///
     /// # Errors
     /// [`AllocError::ZeroSize`], [`AllocError::TooLarge`], or [`AllocError::OutOfMemory`]
-    /// after this thread's cache was flushed and other caches were asked to flush.
+    /// (see the crate docs for exactly when: after this thread's cache was handed back and
+    /// the depot drained, a search found nothing while no memory moved).
     #[inline]
     pub fn alloc(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
-        if let Some(p) = self.pop_fast(fast_layout_order(size, 1)) {
+        if let Some(p) = self.pop_fast(Order(fast_layout_order(size, 1))) {
             return Ok(p);
         }
         self.alloc_slow(size)
@@ -134,17 +134,17 @@ impl ConcurrentPool {
     /// Fast path: a block of order `k` from this thread's cache in slot 0. Size 0 maps to
     /// order 64, whose stack is always empty.
     #[inline(always)]
-    pub(crate) fn pop_fast(&self, k: u32) -> Option<NonNull<u8>> {
+    fn pop_fast(&self, k: Order) -> Option<NonNull<u8>> {
         let c = thread_cache::current(self.id)?;
         // SAFETY: the cache is this thread's, valid for this call (no re-entry below).
-        unsafe { c.as_ref() }.pop_ptr(k)
+        unsafe { c.as_ref() }.pop(k)
     }
 
-    /// Out-of-line slow path for `alloc`: checks, then the cache's refill or the bitmaps.
+    /// Out-of-line slow path for `alloc`: checks, then the allocation path.
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, size: usize) -> Result<NonNull<u8>, AllocError> {
-        self.alloc_order(checked_size_order(size, self.kval)?)
+        self.alloc_order(Order(checked_size_order(size, self.kval)?))
     }
 
     /// Allocates a block that fits `layout` (order `btok(max(size, align))`).
@@ -153,7 +153,7 @@ impl ConcurrentPool {
     /// As [`alloc`](Self::alloc), plus [`AllocError::AlignmentTooLarge`].
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        if let Some(p) = self.pop_fast(fast_layout_order(layout.size(), layout.align())) {
+        if let Some(p) = self.pop_fast(Order(fast_layout_order(layout.size(), layout.align()))) {
             return Ok(p);
         }
         self.alloc_layout_slow(layout)
@@ -166,35 +166,41 @@ impl ConcurrentPool {
         self.alloc_order(self.layout_order(layout)?)
     }
 
-    pub(crate) fn layout_order(&self, layout: Layout) -> Result<u32, AllocError> {
-        checked_layout_order(layout, self.kval)
+    /// The order for `layout`, checked against this pool.
+    pub(crate) fn layout_order(&self, layout: Layout) -> Result<Order, AllocError> {
+        checked_layout_order(layout, self.kval).map(Order)
     }
 
+    /// The allocation path through this thread's implicit cache (or none).
+    fn alloc_order(&self, k: Order) -> Result<NonNull<u8>, AllocError> {
+        self.with_caller(|who| ladder::alloc(who, k))
+    }
+
+    /// Runs `f` with this thread's implicit cache for the pool as the caller, or with no cache
+    /// when the thread has none (thread-locals torn down, all slots taken, no memory).
     #[inline]
-    fn alloc_order(&self, k: u32) -> Result<NonNull<u8>, AllocError> {
+    fn with_caller<R>(&self, f: impl FnOnce(Caller<'_>) -> R) -> R {
+        let mut f = Some(f);
         // SAFETY: `self` holds a strong reference for the call.
         let r = unsafe {
             thread_cache::with(self.shared, self.id, |c| {
-                c.alloc(k).map(|off| (c.base, off))
+                (f.take().expect("called once"))(self.caller(Some(c)))
             })
         };
-        let r = match r {
-            Some(r) => r,
-            None => self.alloc_uncached(k).map(|off| (self.core().base, off)),
-        };
         match r {
-            Some((base, off)) => {
-                // SAFETY: `off` is a block offset inside the region, so base + off is non-null.
-                Ok(unsafe { NonNull::new_unchecked(base.as_ptr().wrapping_add(off)) })
-            }
-            None => Err(AllocError::OutOfMemory { order: k }),
+            Some(r) => r,
+            None => (f.take().expect("not called yet"))(self.caller(None)),
         }
     }
 
-    /// Allocation without a cache: the shared bitmaps, retrying after asking caches to flush.
-    pub(crate) fn alloc_uncached(&self, k: u32) -> Option<usize> {
-        // SAFETY: the pool holds a strong reference.
-        unsafe { self.shared.as_ref() }.alloc_retrying(k)
+    /// The pool with `cache` (this thread's implicit cache, or none) as a caller.
+    #[inline]
+    fn caller<'c>(&'c self, cache: Option<&'c Cache>) -> Caller<'c> {
+        Caller {
+            shared: self.shared(),
+            cache,
+            explicit: false,
+        }
     }
 
     /// Frees the block at `ptr` (from any thread), validated.
@@ -205,10 +211,7 @@ impl ConcurrentPool {
     /// The pool is unchanged on error.
     #[inline]
     pub fn free(&self, ptr: NonNull<u8>) -> Result<(), FreeError> {
-        let (off, k) = self.core().find_live(ptr)?;
-        // SAFETY: `self` holds a strong reference for the call.
-        unsafe { thread_cache::with(self.shared, self.id(), |c| c.free_validated(off, k)) }
-            .unwrap_or_else(|| self.core().free_validated_shared(off, k))
+        self.with_caller(|who| ladder::free_validated(who, ptr))
     }
 
     /// Frees a block the caller allocated from this pool with `layout`, without validation:
@@ -219,42 +222,33 @@ impl ConcurrentPool {
     ///   not freed twice.
     #[inline]
     pub unsafe fn dealloc(&self, ptr: NonNull<u8>, layout: Layout) {
-        let k = layout_order(layout.size(), layout.align());
+        let k = Order(layout_order(layout.size(), layout.align()));
         if let Some(c) = thread_cache::current(self.id) {
             // SAFETY: the cache is this thread's, valid for this call (no re-entry below).
-            let c = unsafe { c.as_ref() };
-            if c.try_dealloc(ptr, k) {
+            if unsafe { c.as_ref() }.push(k, ptr) {
                 return;
             }
         }
         self.dealloc_slow(ptr, k);
     }
 
-    /// Out-of-line slow path for `dealloc`: a full stack, an uncached order, or no cache.
+    /// Out-of-line slow path for `dealloc`: a full stack, an uncached order, or no cache in
+    /// slot 0.
     #[cold]
     #[inline(never)]
-    fn dealloc_slow(&self, ptr: NonNull<u8>, k: u32) {
+    fn dealloc_slow(&self, ptr: NonNull<u8>, k: Order) {
         debug_assert_eq!(
-            self.core().find_live(ptr).map(|(_, k)| k),
+            self.region().find_live(ptr).map(|(_, k)| k),
             Ok(k),
             "dealloc with the wrong layout or pointer"
         );
-        // SAFETY: `self` holds a strong reference for the call.
-        let cached = unsafe { thread_cache::with(self.shared, self.id, |c| c.dealloc(ptr, k)) };
-        if cached.is_none() {
-            let off = ptr
-                .as_ptr()
-                .addr()
-                .wrapping_sub(self.core().base.as_ptr().addr());
-            let r = self.core().free_validated_shared(off, k);
-            debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
-        }
+        self.with_caller(|who| ladder::dealloc(who, ptr, k));
     }
 
     /// Size of the allocated block at `ptr`, or `None` when `ptr` is not an allocated block's
     /// start. (A block sitting in a thread cache counts as allocated here.)
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Option<usize> {
-        self.core().find_live(ptr).ok().map(|(_, k)| 1usize << k)
+        self.region().find_live(ptr).ok().map(|(_, k)| k.bytes())
     }
 
     /// A per-thread handle with its own cache: the fastest path. Its blocks go back to the pool
@@ -265,32 +259,40 @@ impl ConcurrentPool {
 
     /// Hands this thread's cached blocks for this pool back to the shared bitmaps.
     pub fn flush_thread_cache(&self) {
-        // SAFETY: `self` holds a strong reference.
-        unsafe { thread_cache::flush(self.id()) };
+        if let Some(c) = thread_cache::find(self.id) {
+            // SAFETY: this thread's cache, valid for this call (nothing below re-enters the
+            // thread's cache slots).
+            ladder::flush(self.region(), unsafe { c.as_ref() });
+        }
     }
 
     /// How many threads hold an implicit cache for this pool: one per thread that has called
     /// it (`alloc`, `free`, ...) and found a cache slot, until that thread exits.
-    /// [`LocalCache`] handles are not counted. A snapshot, for tests.
+    /// [`LocalCache`] handles are not counted. A snapshot.
     ///
-    /// Acquire: once the count no longer includes a thread's cache, everything that cache's
-    /// retirement did (its blocks flushed back, the depot drained, its deregistration) happens
-    /// before the caller's next step. The loom models (`loom-tests`) wait for this after joining
-    /// a thread: loom's `JoinHandle::join` returns before the thread's thread-local destructors
-    /// run, and nothing orders those before the joiner (std's join does wait for them).
-    #[doc(hidden)]
+    /// Once the count no longer includes a thread's cache, everything that cache's retirement
+    /// did (its blocks flushed back, the depot drained, its return to the registry) happens
+    /// before the caller's next step (an Acquire read of the count the retirement decrements
+    /// last, with Release).
     pub fn thread_caches(&self) -> usize {
-        // SAFETY: the pool holds a strong (and a weak) reference.
-        unsafe { self.shared.as_ref() }.thread_caches()
+        self.shared().thread_caches()
+    }
+
+    /// Out-of-memory decision searches that another thread's move overlapped, so far: zero
+    /// while threads only run out together (failing searches never invalidate each other).
+    /// For the loom models.
+    #[cfg(balloc_loom)]
+    #[doc(hidden)]
+    pub fn invalidated_searches(&self) -> usize {
+        self.region().invalidated_searches()
     }
 
     /// A snapshot of where the bytes are: `allocated_bytes` (held by callers), `free_bytes`
-    /// (free in the shared bitmaps), `cached_bytes` (free in thread caches). Exact when no
-    /// thread is inside a call; O(metadata).
+    /// (free in the shared bitmaps), `cached_bytes` (free in thread caches and the depot).
+    /// Exact when no thread is inside a call; O(metadata).
     pub fn stats(&self) -> Stats {
-        let mut stats = self.core().stats();
-        // SAFETY: the pool holds a strong reference.
-        let cached = unsafe { self.shared.as_ref() }.cached_bytes();
+        let mut stats = self.region().stats();
+        let cached = self.shared().registry.cached_bytes() + self.region().depot_bytes();
         stats.cached_bytes = cached;
         stats.allocated_bytes = stats.allocated_bytes.saturating_sub(cached);
         stats
@@ -299,7 +301,7 @@ impl ConcurrentPool {
     /// Most bytes one thread's cache can hold: the bound on what a thread that stops using the
     /// pool (without `flush_thread_cache` or exiting) can strand.
     pub fn max_cached_bytes_per_thread(&self) -> usize {
-        self.core().config.max_bytes_per_cache()
+        self.region().config.max_bytes_per_cache()
     }
 
     /// Most bytes the pool's depot can hold: full magazines of cached blocks on their way from
@@ -307,7 +309,7 @@ impl ConcurrentPool {
     /// the depot is drained by every thread's full flush and before any allocation reports
     /// out-of-memory.
     pub fn max_depot_bytes(&self) -> usize {
-        self.core().config.max_depot_bytes()
+        self.region().config.max_depot_bytes()
     }
 
     /// Checks the shared bitmaps' invariants (no two free buddies, free and live blocks tile
@@ -317,7 +319,7 @@ impl ConcurrentPool {
     /// # Errors
     /// A description of the first broken invariant.
     pub fn validate(&self) -> Result<(), &'static str> {
-        self.core().maps.validate()
+        self.region().maps.validate()
     }
 }
 
@@ -329,7 +331,7 @@ impl Drop for ConcurrentPool {
         unsafe { thread_cache::retire_current(self.id) };
         // SAFETY: the pool's strong and weak references, released once, never used after.
         unsafe {
-            self.shared.as_ref().release_strong();
+            self.shared().release_strong();
             PoolShared::release_weak(self.shared);
         }
     }

@@ -12,10 +12,10 @@
 //! again if it is non-zero (`clear_stale`). The parent's read-modify-writes are totally ordered
 //! and AcqRel, so the clearer's re-read sees every child write that preceded a mark it erased.
 
-use balloc_core::geometry::Geometry;
-use balloc_core::order::{ORDER_COUNT, SMALLEST_K};
+use balloc_core::internal::{Geometry, ORDER_COUNT};
+use balloc_core::SMALLEST_K;
 
-use crate::primitive::{AtomicU64, Ordering};
+use crate::facade::{AtomicU64, Ordering};
 
 /// Deepest summary: 2^42 blocks of 64 B (a 2^48 pool) need 2^36 level-0 words: 6 levels.
 const MAX_LEVELS: usize = 7;
@@ -97,6 +97,15 @@ impl Summary<'_> {
             }
             child = w;
         }
+    }
+
+    /// Whether the top word of order `k` (its only bitmap word when it has no summary) is
+    /// non-zero: one load, no write.
+    #[inline]
+    pub(crate) fn top_nonzero(&self, k: u32) -> bool {
+        let levels = self.layout.levels[k as usize] as usize;
+        // Acquire: as in `find`.
+        self.word(k, levels, 0).load(Ordering::Acquire) != 0
     }
 
     /// A level-0 word of order `k` that was non-zero when looked at, or `None` when the order

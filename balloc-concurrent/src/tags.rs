@@ -15,105 +15,96 @@
 //! corrupt the pool. The trusted paths (`dealloc` with a layout) write the tag with a plain
 //! store and never read it.
 //!
-//! Under loom the tags live in a side table of loom atomics (one per smallest block), since
-//! loom cannot see atomics placed in raw memory.
+//! Where the tag word lives is the facade's business (`TagTable`): in the block natively, in a
+//! side table of loom atomics under loom, which cannot see atomics placed in raw memory.
 
 use core::ptr::NonNull;
 
-use balloc_core::order::SMALLEST_K;
 use balloc_core::FreeError;
 
-use crate::primitive::{AtomicUsize, Ordering};
+use crate::facade::{Ordering, TagTable, TagWords};
+use crate::units::Offset;
 
+/// A pool's tags: the secret, and where the tag words are.
 #[derive(Debug)]
 pub(crate) struct Tags {
     secret: usize,
-    #[cfg(balloc_loom)]
-    side: Box<[AtomicUsize]>,
+    table: TagTable,
+}
+
+/// A copy of what the fast paths need to set and clear tags, kept inside each cache so a cache
+/// hit never reaches into the shared state. Valid while its pool lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TagKey {
+    secret: usize,
+    words: TagWords,
 }
 
 impl Tags {
+    /// Tags for a pool of order `kval` with the given odd `secret`.
     pub(crate) fn new(kval: u32, secret: usize) -> Self {
-        #[cfg(balloc_loom)]
-        {
-            let n = 1usize << (kval - SMALLEST_K);
-            Self {
-                secret,
-                side: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            }
-        }
-        #[cfg(not(balloc_loom))]
-        {
-            let _ = kval;
-            Self { secret }
+        debug_assert!(secret & 1 == 1, "the secret is odd, so no tag is 0");
+        Self {
+            secret,
+            table: TagTable::new(kval),
         }
     }
 
-    #[inline]
-    fn tag(&self, base: NonNull<u8>, off: usize) -> usize {
-        debug_assert!(self.secret & 1 == 1, "the secret is odd, so no tag is 0");
-        self.secret ^ base.as_ptr().addr().wrapping_add(off)
+    /// The fast-path handle.
+    pub(crate) fn key(&self) -> TagKey {
+        TagKey {
+            secret: self.secret,
+            words: self.table.words(),
+        }
+    }
+}
+
+impl TagKey {
+    /// The tag of the block at `block`: odd secret, 64-aligned address, so never 0.
+    #[inline(always)]
+    fn tag(self, block: NonNull<u8>) -> usize {
+        self.secret ^ block.as_ptr().addr()
     }
 
-    /// The tag word of the block at `off`.
+    /// Marks the block at `block` (offset `off`) as cached-free.
     ///
     /// # Safety
-    /// - `base + off` is the start of a block of the pool (at least 64 bytes, 64-aligned) whose
-    ///   memory stays mapped while the returned reference is used.
-    #[inline]
-    unsafe fn word(&self, base: NonNull<u8>, off: usize) -> &AtomicUsize {
-        #[cfg(balloc_loom)]
-        {
-            let _ = base;
-            &self.side[off >> SMALLEST_K]
-        }
-        #[cfg(not(balloc_loom))]
-        {
-            let _ = SMALLEST_K;
-            let p = base.as_ptr().wrapping_add(off).cast::<usize>();
-            // SAFETY: `p` is 64-aligned pool memory, mapped for as long as the caller says; all
-            // concurrent accesses to a block's first word by the pool are atomic, and a caller's
-            // own accesses happen while it holds the block (ordered by its own synchronisation).
-            unsafe { AtomicUsize::from_ptr(p) }
-        }
-    }
-
-    /// Marks the block at `off` as cached-free.
-    ///
-    /// # Safety
-    /// - `off` is a block start of this pool that the calling thread owns (no caller holds it).
-    #[inline]
-    pub(crate) unsafe fn set(&self, base: NonNull<u8>, off: usize) {
+    /// - `block` is a block start of the key's pool, alive, that the calling thread owns (no
+    ///   caller holds it).
+    #[inline(always)]
+    pub(crate) unsafe fn set(self, block: NonNull<u8>, off: Offset) {
         // SAFETY: forwarded from the caller.
+        let word = unsafe { self.words.word(block, off.0) };
         // Relaxed: the block is ours; the tag is published by the Release of whatever hands the
-        // block on (set_live, or the caller's own synchronisation).
-        unsafe { self.word(base, off) }.store(self.tag(base, off), Ordering::Relaxed);
+        // block on (set_live, a depot hand-over, or the caller's own synchronisation).
+        word.store(self.tag(block), Ordering::Relaxed);
     }
 
-    /// Clears the tag of the block at `off`, about to be handed to a caller.
+    /// Clears the tag of the block at `block` (offset `off`), about to be handed to a caller.
     ///
     /// # Safety
     /// - as for [`Self::set`].
-    #[inline]
-    pub(crate) unsafe fn clear(&self, base: NonNull<u8>, off: usize) {
+    #[inline(always)]
+    pub(crate) unsafe fn clear(self, block: NonNull<u8>, off: Offset) {
         // SAFETY: forwarded from the caller.
+        let word = unsafe { self.words.word(block, off.0) };
         // Relaxed: as in `set`.
-        unsafe { self.word(base, off) }.store(0, Ordering::Relaxed);
+        word.store(0, Ordering::Relaxed);
     }
 
-    /// Claims the block at `off` for a validated free: installs its tag unless it is there.
+    /// Claims the block at `block` for a validated free: installs its tag unless it is there.
     ///
     /// # Errors
     /// [`FreeError::DoubleFree`] when the tag is already there (the block is cached-free).
     ///
     /// # Safety
-    /// - `off` is the start of a block that was live when the caller looked, so its memory is
-    ///   mapped while the pool lives.
+    /// - `block` is the start of a block that was live when the caller looked, so its memory
+    ///   is mapped while the pool lives.
     #[inline]
-    pub(crate) unsafe fn claim(&self, base: NonNull<u8>, off: usize) -> Result<(), FreeError> {
-        let tag = self.tag(base, off);
+    pub(crate) unsafe fn claim(self, block: NonNull<u8>, off: Offset) -> Result<(), FreeError> {
+        let tag = self.tag(block);
         // SAFETY: forwarded from the caller.
-        let word = unsafe { self.word(base, off) };
+        let word = unsafe { self.words.word(block, off.0) };
         let mut cur = word.load(Ordering::Relaxed);
         loop {
             if cur == tag {
@@ -125,88 +116,6 @@ impl Tags {
                 Ok(_) => return Ok(()),
                 Err(actual) => cur = actual,
             }
-        }
-    }
-}
-
-/// A copy of what the fast paths need to set and clear tags, kept inside each cache so a cache
-/// hit never reaches into the shared state. (Under loom: a pointer to the side table.)
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TagKey {
-    #[cfg(not(balloc_loom))]
-    secret: usize,
-    #[cfg(balloc_loom)]
-    tags: *const Tags,
-}
-
-impl TagKey {
-    /// A key for the empty cache, which never tags anything.
-    #[cfg(not(balloc_loom))]
-    pub(crate) const NONE: TagKey = TagKey { secret: 0 };
-}
-
-impl Tags {
-    /// The fast-path handle. Under loom it points at `self`, which must outlive its use.
-    pub(crate) fn key(&self) -> TagKey {
-        #[cfg(not(balloc_loom))]
-        {
-            TagKey {
-                secret: self.secret,
-            }
-        }
-        #[cfg(balloc_loom)]
-        {
-            TagKey { tags: self }
-        }
-    }
-}
-
-impl TagKey {
-    /// As [`Tags::set`], for the block at `block` (= base + `off`).
-    ///
-    /// # Safety
-    /// - as for [`Tags::set`], and the pool that made the key is alive.
-    #[inline(always)]
-    pub(crate) unsafe fn set_at(self, block: NonNull<u8>, off: usize) {
-        #[cfg(not(balloc_loom))]
-        {
-            let _ = off;
-            // Odd secret, 64-aligned block: never 0 (see `Tags::tag`).
-            let tag = self.secret ^ block.as_ptr().addr();
-            // SAFETY: as in `Tags::word`: 64-aligned block memory the caller owns.
-            unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
-                .store(tag, Ordering::Relaxed);
-        }
-        #[cfg(balloc_loom)]
-        // SAFETY: forwarded; the pool (and so its Tags) is alive. `block - off` is the base.
-        unsafe {
-            (*self.tags).set(
-                NonNull::new_unchecked(block.as_ptr().wrapping_sub(off)),
-                off,
-            )
-        }
-    }
-
-    /// As [`Tags::clear`], for the block at `block` (= base + `off`).
-    ///
-    /// # Safety
-    /// - as for [`Tags::clear`], and the pool that made the key is alive.
-    #[inline(always)]
-    pub(crate) unsafe fn clear_at(self, block: NonNull<u8>, off: usize) {
-        #[cfg(not(balloc_loom))]
-        {
-            let _ = off;
-            // SAFETY: as in `Tags::word`: 64-aligned block memory the caller owns.
-            unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
-                .store(0, Ordering::Relaxed);
-        }
-        #[cfg(balloc_loom)]
-        // SAFETY: forwarded; the pool (and so its Tags) is alive. `block - off` is the base.
-        unsafe {
-            (*self.tags).clear(
-                NonNull::new_unchecked(block.as_ptr().wrapping_sub(off)),
-                off,
-            )
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Implicit per-thread caches, for `ConcurrentPool::{alloc, free}` and `GlobalAlloc`.
 //!
-//! Each thread keeps up to [`SLOTS`] caches, one per pool it uses (found by pool id; a thread
-//! using more pools goes to the shared bitmaps for the extra ones). A cache holds a weak
-//! reference to its pool's shared state. At thread exit the caches are flushed back to pools
-//! that are still alive (a strong reference is taken for the flush) and freed; a cache whose
-//! pool was dropped is just freed, its blocks having gone with the region.
+//! Each thread keeps up to [`POOLS_PER_THREAD`] caches, one per pool it uses (found by pool id;
+//! a thread using more pools goes to the shared bitmaps for the extra ones). A cache comes from
+//! its pool's registry and holds a weak reference to the pool's shared state. At thread exit
+//! the caches are flushed back to pools that are still alive (a strong reference is taken for
+//! the flush) and returned to their registry; a cache whose pool was dropped is left to the
+//! registry, which frees it with the pool's shared state.
 //!
 //! The thread-local is const-initialised and its caches come from the system allocator, so it
 //! never calls the global allocator: a pool can be the global allocator.
@@ -13,27 +14,21 @@ use core::cell::Cell;
 use core::ptr::NonNull;
 
 use crate::cache::Cache;
+use crate::facade::thread_local;
+use crate::ladder;
 use crate::shared::PoolShared;
 
-/// Pools one thread caches for at once.
-pub const SLOTS: usize = 4;
+/// Pools one thread keeps an implicit cache for at once.
+pub const POOLS_PER_THREAD: usize = 4;
 
 struct ThreadCaches {
-    slots: [Cell<*mut Cache>; SLOTS],
+    slots: [Cell<*mut Cache>; POOLS_PER_THREAD],
 }
 
 impl ThreadCaches {
-    #[cfg(not(balloc_loom))]
     const fn new() -> Self {
         Self {
-            slots: [const { Cell::new(core::ptr::null_mut()) }; SLOTS],
-        }
-    }
-
-    #[cfg(balloc_loom)]
-    fn new() -> Self {
-        Self {
-            slots: core::array::from_fn(|_| Cell::new(core::ptr::null_mut())),
+            slots: [const { Cell::new(core::ptr::null_mut()) }; POOLS_PER_THREAD],
         }
     }
 }
@@ -44,20 +39,14 @@ impl Drop for ThreadCaches {
             let cache = slot.replace(core::ptr::null_mut());
             if !cache.is_null() {
                 // SAFETY: the slot owned this cache; nothing else refers to it.
-                unsafe { retire(cache) };
+                unsafe { retire(cache, (*cache).shared) };
             }
         }
     }
 }
 
-#[cfg(not(balloc_loom))]
-std::thread_local! {
+thread_local! {
     static CACHES: ThreadCaches = const { ThreadCaches::new() };
-}
-
-#[cfg(balloc_loom)]
-loom::thread_local! {
-    static CACHES: ThreadCaches = ThreadCaches::new();
 }
 
 /// Runs `f` with this thread's cache for the pool, creating it on first use. `None` when the
@@ -138,43 +127,39 @@ unsafe fn find_or_create(
             let c = slot.get();
             // SAFETY: non-null slots hold live caches owned by this thread, whose weak
             // reference keeps their pool's shared state readable.
-            let dead = unsafe { (*c).shared().as_ref() }.is_dead();
+            let dead = unsafe { (*c).shared.as_ref() }.is_dead();
             if dead {
                 slot.set(core::ptr::null_mut());
                 // SAFETY: the slot owned the cache; nothing else refers to it.
-                unsafe { retire(c) };
+                unsafe { retire(c, (*c).shared) };
             }
             dead
         })?,
     };
-    // SAFETY: the caller holds a strong reference; the new cache takes a weak one.
-    let c = unsafe { Cache::create(shared) };
-    if c.is_null() {
-        return None;
-    }
     // SAFETY: the caller holds a strong reference.
-    unsafe { shared.as_ref() }.add_weak();
+    let pool = unsafe { shared.as_ref() };
+    let c = pool.acquire_cache()?.as_ptr();
+    // The new cache takes a weak reference.
+    pool.add_weak();
     tc.slots[i].set(c);
     tc.slots[0].swap(&tc.slots[i]);
     // SAFETY: just created, owned by this thread's slot 0.
     Some(unsafe { &*c })
 }
 
-/// Flushes this thread's cache for the pool, if it has one.
-///
-/// # Safety
-/// - the caller holds a strong reference to `shared`.
-pub(crate) unsafe fn flush(id: u64) {
-    let _ = CACHES.try_with(|tc| {
-        for slot in &tc.slots {
-            let c = slot.get();
-            // SAFETY: non-null slots hold live caches owned by this thread.
-            if !c.is_null() && unsafe { (*c).pool_id } == id {
-                // SAFETY: as above; the caller holds a strong reference for the flush.
-                unsafe { (*c).flush_all() };
-            }
-        }
-    });
+/// This thread's cache for pool `id` in any slot, if it has one (for flushes; the fast paths
+/// use [`current`]). Same validity rule as [`current`].
+pub(crate) fn find(id: u64) -> Option<NonNull<Cache>> {
+    CACHES
+        .try_with(|tc| {
+            tc.slots.iter().find_map(|slot| {
+                let c = slot.get();
+                // SAFETY: non-null slots hold live caches owned by this thread.
+                (!c.is_null() && unsafe { (*c).pool_id } == id).then(|| NonNull::new(c))?
+            })
+        })
+        .ok()
+        .flatten()
 }
 
 /// Retires this thread's cache for pool `id`, if it has one (the pool is being dropped by
@@ -191,31 +176,27 @@ pub(crate) unsafe fn retire_current(id: u64) {
                 slot.set(core::ptr::null_mut());
                 // SAFETY: the slot owned the cache; the caller's strong reference keeps the
                 // pool alive for the flush.
-                unsafe { retire(c) };
+                unsafe { retire(c, (*c).shared) };
             }
         }
     });
 }
 
-/// Ends a thread's cache: flush and deregister if the pool lives, then free it.
+/// Ends a thread's cache: if the pool lives, flush it and return it to the pool's registry;
+/// then drop its weak reference (the registry frees it with the pool's shared state).
 ///
 /// # Safety
-/// - `cache` came from `Cache::create` via `with`, owns a weak reference, and is not used after.
-unsafe fn retire(cache: *mut Cache) {
-    // SAFETY: the cache is valid and its weak reference keeps the shared struct alive.
-    let shared = unsafe { (*cache).shared() };
-    // SAFETY: as above.
+/// - `cache` came from `with`, owns a weak reference to `shared`, and is not used after.
+unsafe fn retire(cache: *mut Cache, shared: NonNull<PoolShared>) {
+    // SAFETY: the cache's weak reference keeps the shared struct alive.
     let pool = unsafe { shared.as_ref() };
     if pool.try_upgrade() {
-        // SAFETY: we now hold a strong reference for the flush and deregistration.
-        unsafe {
-            Cache::destroy(cache);
-            pool.release_strong();
-        }
-    } else {
-        // The pool is gone: its region (and the cached blocks with it) was released.
-        // SAFETY: nobody will walk the dead pool's registry again.
-        unsafe { Cache::free_memory(cache) };
+        // SAFETY: the cache is valid (owned by its registry) and ours until released.
+        let c = unsafe { &*cache };
+        ladder::flush(pool.region(), c);
+        pool.registry.release(c);
+        // SAFETY: the strong reference taken above, not used after.
+        unsafe { pool.release_strong() };
     }
     // SAFETY: the cache's weak reference, not used after this.
     unsafe { PoolShared::release_weak(shared) };

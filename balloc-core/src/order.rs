@@ -76,7 +76,7 @@ pub const fn layout_order(size: usize, align: usize) -> u32 {
 ///
 /// # Examples
 /// ```
-/// use balloc_core::order::{fast_layout_order, layout_order};
+/// use balloc_core::internal::{fast_layout_order, layout_order};
 /// assert_eq!(fast_layout_order(100, 8), layout_order(100, 8));
 /// assert_eq!(fast_layout_order(1, 4096), 12);
 /// assert_eq!(fast_layout_order(0, 8), usize::BITS);
@@ -89,12 +89,6 @@ pub const fn fast_layout_order(size: usize, align: usize) -> u32 {
     // this is an `or` and a `bsr`, with no branch and no max.
     let m = size.wrapping_sub(1) | align.wrapping_sub(1) | ((1 << SMALLEST_K) - 1);
     usize::BITS - m.leading_zeros()
-}
-
-/// `2^k` bytes. `k` must be below `usize::BITS`.
-#[inline]
-pub const fn order_size(k: u32) -> usize {
-    1usize << k
 }
 
 /// The order a pool of order `kval` serves `alloc(size)` with: `btok(size)`.

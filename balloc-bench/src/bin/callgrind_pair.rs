@@ -21,7 +21,7 @@ use core::ptr::NonNull;
 
 use balloc_bench::workload::{BATCH_LEN, BATCH_SIZES};
 use balloc_concurrent::ConcurrentPool;
-use balloc_core::os::Mapping;
+use balloc_core::internal::Mapping;
 use balloc_core::BuddyPool;
 
 const REGION: usize = 1 << 24;

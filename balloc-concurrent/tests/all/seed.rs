@@ -47,7 +47,7 @@ fn init_sizes_round_as_the_seed_does() {
     assert_eq!(btok(1025), 11);
     if cfg!(miri) {
         eprintln!("NOTE: under Miri, init(0) checks the size rule only (no 1 GiB allocation)");
-        assert_eq!(balloc_core::order::pool_order_for(0), Some(DEFAULT_K));
+        assert_eq!(balloc_core::pool_order_for(0), Some(DEFAULT_K));
     } else {
         assert_eq!(ConcurrentPool::new(0).unwrap().kval(), DEFAULT_K);
     }

@@ -72,7 +72,7 @@ fn btok_values() {
 fn init_sizes_round_as_the_seed_does() {
     if cfg!(miri) {
         eprintln!("NOTE: under Miri, init(0) checks the size rule only (no 1 GiB allocation)");
-        assert_eq!(balloc_core::order::pool_order_for(0), Some(DEFAULT_K));
+        assert_eq!(balloc_core::pool_order_for(0), Some(DEFAULT_K));
     } else {
         let pool = BuddyPool::new(0).unwrap();
         assert_eq!(pool.kval(), DEFAULT_K);
@@ -96,7 +96,7 @@ fn init_2_pow_36() {
 #[cfg(miri)]
 fn init_2_pow_36_order_under_miri() {
     eprintln!("NOTE: under Miri, init(2^36) checks the size rule only (no 64 GiB reservation)");
-    assert_eq!(balloc_core::order::pool_order_for(1 << 36), Some(36));
+    assert_eq!(balloc_core::pool_order_for(1 << 36), Some(36));
 }
 
 #[test]

@@ -1,0 +1,141 @@
+//! The exhaustion latch: a remembered out-of-memory decision, so that once a pool is full a
+//! failing allocation costs one load instead of a search, and the moment memory comes back the
+//! next allocation searches again.
+//!
+//! The word is 0 (open), or a decision for order `k` by one allocation: `token << 8 | k`,
+//! *proposed*, then with [`DECIDED`] set once that allocation's search found nothing while the
+//! pool was quiet (see `transit`). A decided latch for order `k` answers every request of order
+//! `≥ k` with out-of-memory.
+//!
+//! It can never stay decided while memory is free, by a Dekker-style argument on `SeqCst`
+//! operations: the decider stores its proposal *before* its search, and every step that adds
+//! memory (a release into the bitmaps, a magazine into the depot) ends with a `SeqCst` RMW on
+//! a transit shard and *then* reads the latch, clearing any proposal or decision it sees. In
+//! the total order of `SeqCst` operations, either the adder's RMW comes before the decider's
+//! closing snapshot (the decider sees the transit, does not confirm, and searches again) or the
+//! decider's proposal comes before the adder's read (the adder clears it, and a confirmation
+//! then fails or is undone). Clearing is always safe: it only costs the next failing
+//! allocation a search.
+//!
+//! A proposal is only placed on an open latch (or over a decision for a larger order), so
+//! deciders never undo each other's proposals:
+//! an allocation's own out-of-memory answer comes from its own quiet search, and the latch only
+//! remembers it for the next ones.
+
+use crate::facade::{AtomicU64, CachePadded, Ordering};
+use crate::units::Order;
+
+/// Set in a decision that its search confirmed.
+const DECIDED: u64 = 1 << 7;
+/// The order bits of the word.
+const ORDER_MASK: u64 = DECIDED - 1;
+
+pub(crate) struct Exhaustion {
+    /// Read on every failing allocation and by every step that adds memory: its own line, and
+    /// written only when a decision is made or undone.
+    word: CachePadded<AtomicU64>,
+    /// Proposal tokens, so that a confirmation can only confirm its own proposal.
+    tokens: CachePadded<AtomicU64>,
+}
+
+/// A proposal this thread placed on the latch before its search.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Proposal(u64);
+
+impl Exhaustion {
+    pub(crate) fn new() -> Self {
+        Self {
+            word: CachePadded::new(AtomicU64::new(0)),
+            tokens: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Whether a decided out-of-memory covers a request of order `k`.
+    #[inline]
+    pub(crate) fn covers(&self, k: Order) -> bool {
+        // Acquire: a decision is read with what its decider saw (nothing depends on it; a
+        // stale answer is as good as one read a moment earlier).
+        let w = self.word.load(Ordering::Acquire);
+        w & DECIDED != 0 && u64::from(k.get()) >= w & ORDER_MASK
+    }
+
+    /// Places a proposal for order `k` (call before the search) if the latch is open, or
+    /// holds a decision for a larger order only (replacing a decision by a proposal is always
+    /// safe: it only makes the latch answer less).
+    pub(crate) fn propose(&self, k: Order) -> Option<Proposal> {
+        // Relaxed: only picks the value to replace; the CAS decides.
+        let old = self.word.load(Ordering::Relaxed);
+        let replaceable = old == 0 || (old & DECIDED != 0 && old & ORDER_MASK > u64::from(k.get()));
+        if !replaceable {
+            return None;
+        }
+        let token = self.tokens.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let w = (token << 8) | u64::from(k.get());
+        // SeqCst: the proposal is ordered before this thread's search (see the module docs).
+        self.word
+            .compare_exchange(old, w, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+            .then_some(Proposal(w))
+    }
+
+    /// Turns the proposal into a decision after a quiet search found nothing. Fails (and does
+    /// nothing) when memory came back since the proposal, which cleared it.
+    pub(crate) fn confirm(&self, p: Proposal) {
+        // SeqCst: ordered with the adders' reads of the word.
+        let _ = self
+            .word
+            .compare_exchange(p.0, p.0 | DECIDED, Ordering::SeqCst, Ordering::Relaxed);
+    }
+
+    /// Takes the proposal back (the search found memory, or gave up undecided).
+    pub(crate) fn withdraw(&self, p: Proposal) {
+        let _ = self
+            .word
+            .compare_exchange(p.0, 0, Ordering::SeqCst, Ordering::Relaxed);
+    }
+
+    /// Called by every step that added memory, after its closing `SeqCst` RMW on a transit
+    /// shard: opens the latch if a proposal or decision is on it.
+    #[inline]
+    pub(crate) fn memory_returned(&self) {
+        // SeqCst: see the module docs. A Relaxed read would let this miss a proposal made
+        // before the memory was visible to its search.
+        let w = self.word.load(Ordering::SeqCst);
+        if w != 0 {
+            // A newer value than `w` was placed after our memory became visible: its search
+            // will find the memory, so it is left alone.
+            let _ = self
+                .word
+                .compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(all(test, not(balloc_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_covers_larger_orders_until_memory_returns() {
+        let e = Exhaustion::new();
+        assert!(!e.covers(Order(6)));
+        let p = e.propose(Order(8)).expect("open latch");
+        assert!(e.propose(Order(6)).is_none(), "one proposal at a time");
+        assert!(!e.covers(Order(8)), "a proposal is not a decision");
+        e.confirm(p);
+        assert!(e.covers(Order(8)) && e.covers(Order(20)));
+        assert!(!e.covers(Order(7)), "smaller orders may still fit");
+        e.memory_returned();
+        assert!(!e.covers(Order(8)));
+        let p = e.propose(Order(8)).expect("open again");
+        e.memory_returned();
+        e.confirm(p);
+        assert!(!e.covers(Order(8)), "memory returned during the search");
+        let p = e.propose(Order(9)).expect("open");
+        e.confirm(p);
+        let p = e.propose(Order(6)).expect("a decision for a larger order gives way");
+        assert!(!e.covers(Order(9)));
+        e.withdraw(p);
+        assert!(e.propose(Order(6)).is_some(), "withdrawn");
+    }
+}

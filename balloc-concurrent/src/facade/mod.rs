@@ -1,0 +1,61 @@
+//! The only place that names atomics, thread-locals, thread yields and the storage that must
+//! differ under the loom model checker. Everything else imports from here.
+//!
+//! One implementation module is picked for the whole crate, as hashbrown picks its SIMD group:
+//! - [`native`]: std's atomics, words in OS mappings, tags inside the blocks;
+//! - `loom` (under `--cfg balloc_loom`): loom's model-checked atomics, and side tables for what
+//!   native code keeps in raw memory (loom cannot see atomics placed there).
+//!
+//! Two more switches live here, as constants that the rest of the crate tests with a plain `if`
+//! (the untaken branch compiles away):
+//! - [`CHAOS`] (`--cfg balloc_chaos`): [`chaos_point`] yields inside race windows, so races
+//!   that need many cores to show up show on two;
+//! - [`MUTANTS`] (`--cfg balloc_loom_mutants`, loom only): the protocol steps the loom models
+//!   must be able to break are replaced by broken versions, to prove the models catch them.
+
+#[cfg(not(balloc_loom))]
+pub(crate) mod native;
+#[cfg(not(balloc_loom))]
+pub(crate) use native as imp;
+
+#[cfg(balloc_loom)]
+pub(crate) mod loom;
+#[cfg(balloc_loom)]
+pub(crate) use self::loom as imp;
+
+pub(crate) use crossbeam_utils::CachePadded;
+pub(crate) use imp::{
+    depot_peek, thread_local, yield_now, AtomicPtr, AtomicU64, AtomicUsize, Ordering, TagTable,
+    TagWords, Words,
+};
+
+/// Whether `--cfg balloc_chaos` is on: race windows yield (see [`chaos_point`]).
+pub(crate) const CHAOS: bool = cfg!(balloc_chaos);
+
+/// Whether `--cfg balloc_loom_mutants` is on: the loom models' mutants replace the real steps.
+pub(crate) const MUTANTS: bool = cfg!(balloc_loom_mutants);
+
+/// Whether the loom model checker runs the crate (`--cfg balloc_loom`): constants shrink so
+/// that every path runs in a small model.
+pub(crate) const LOOM: bool = cfg!(balloc_loom);
+
+/// A race window: under [`CHAOS`], yields the thread every few calls; otherwise nothing.
+#[inline(always)]
+pub(crate) fn chaos_point() {
+    if CHAOS {
+        imp::chaos_yield();
+    }
+}
+
+/// One step of a bounded wait for another thread: spins (yields under loom, which needs a
+/// scheduling point in every wait loop, and under [`CHAOS`]).
+#[inline]
+pub(crate) fn spin_wait(round: u32) {
+    if LOOM || CHAOS {
+        yield_now();
+    } else {
+        for _ in 0..1u32 << round.min(6) {
+            core::hint::spin_loop();
+        }
+    }
+}

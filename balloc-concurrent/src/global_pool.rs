@@ -1,0 +1,187 @@
+//! [`GlobalPool`]: a lazily built pool usable as `#[global_allocator]`, with the system
+//! allocator behind it.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::alloc::System;
+
+use balloc_core::Stats;
+use crossbeam_utils::CachePadded;
+
+use crate::pool::ConcurrentPool;
+use crate::shards::{this_thread_shard, SHARDS};
+
+/// Allocations the system allocator served instead of the pool, on one shard.
+struct FallbackCounts {
+    allocations: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A snapshot of a [`GlobalPool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalPoolStats {
+    /// The pool's own statistics; `None` before its first allocation built it (or if building
+    /// it failed).
+    pub pool: Option<Stats>,
+    /// Allocations the system allocator served instead (too large, out of memory, or before
+    /// the pool was built), since the start.
+    pub fallback_allocations: u64,
+    /// Bytes requested by those allocations.
+    pub fallback_bytes: u64,
+}
+
+const UNINIT: u8 = 0;
+const BUILDING: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+/// A pool for `#[global_allocator]`: built on first use, falling back to the system allocator
+/// for requests it cannot serve (too large, out of memory, or while it is being built). What
+/// fell back is counted: [`GlobalPool::stats`].
+///
+/// A full pool costs little: once an allocation has decided the pool is out of memory, later
+/// ones of that size or larger find that out with a few loads and go to the system allocator,
+/// until memory comes back to the pool.
+///
+/// # Examples
+/// ```no_run
+/// use balloc_concurrent::GlobalPool;
+///
+/// #[global_allocator]
+/// static POOL: GlobalPool = GlobalPool::new(1 << 30);
+///
+/// fn main() {
+///     let v: Vec<u64> = (0..1000).collect();   // lives in the pool
+///     assert_eq!(v.len(), 1000);
+/// }
+/// ```
+pub struct GlobalPool {
+    size: usize,
+    /// Allocations served by the system allocator, sharded so that threads falling back at
+    /// once do not write one line.
+    fallback: [CachePadded<FallbackCounts>; SHARDS],
+    /// UNINIT → BUILDING → READY or FAILED; only the thread that won UNINIT → BUILDING writes
+    /// `pool`, before its Release store of READY.
+    state: AtomicU8,
+    pool: UnsafeCell<MaybeUninit<ConcurrentPool>>,
+}
+
+// SAFETY: `pool` is written once, before `state` becomes READY (Release), and only read after
+// an Acquire load sees READY; ConcurrentPool itself is Sync.
+unsafe impl Sync for GlobalPool {}
+
+impl GlobalPool {
+    /// A pool of `size` bytes (rules as `ConcurrentPool::new`), reserved on first allocation.
+    pub const fn new(size: usize) -> Self {
+        Self {
+            size,
+            fallback: [const {
+                CachePadded::new(FallbackCounts {
+                    allocations: AtomicU64::new(0),
+                    bytes: AtomicU64::new(0),
+                })
+            }; SHARDS],
+            state: AtomicU8::new(UNINIT),
+            pool: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// The pool, once built; `None` before, while building, or if building failed.
+    #[inline]
+    pub fn pool(&self) -> Option<&ConcurrentPool> {
+        // Acquire: pairs with the Release store of READY, so the pool's fields are visible.
+        if self.state.load(Ordering::Acquire) == READY {
+            // SAFETY: READY means `pool` was initialised and is never written again.
+            Some(unsafe { (*self.pool.get()).assume_init_ref() })
+        } else {
+            None
+        }
+    }
+
+    /// What the pool holds, and what went to the system allocator instead.
+    pub fn stats(&self) -> GlobalPoolStats {
+        let (mut allocations, mut bytes) = (0u64, 0u64);
+        for shard in &self.fallback {
+            // Relaxed: statistics.
+            allocations += shard.allocations.load(Ordering::Relaxed);
+            bytes += shard.bytes.load(Ordering::Relaxed);
+        }
+        GlobalPoolStats {
+            pool: self.pool().map(ConcurrentPool::stats),
+            fallback_allocations: allocations,
+            fallback_bytes: bytes,
+        }
+    }
+
+    /// Counts one allocation served by the system allocator.
+    #[inline]
+    fn count_fallback(&self, layout: Layout) {
+        let shard = &self.fallback[this_thread_shard()];
+        // Relaxed: statistics.
+        shard.allocations.fetch_add(1, Ordering::Relaxed);
+        shard.bytes.fetch_add(layout.size() as u64, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn get_or_build(&self) -> Option<&ConcurrentPool> {
+        if let Some(p) = self.pool() {
+            return Some(p);
+        }
+        self.build_slow()
+    }
+
+    /// Out-of-line slow path: the first allocation builds the pool. Anyone arriving while it is
+    /// being built (including the builder itself, re-entrantly) uses the system allocator.
+    #[cold]
+    #[inline(never)]
+    fn build_slow(&self) -> Option<&ConcurrentPool> {
+        if self
+            .state
+            .compare_exchange(UNINIT, BUILDING, Ordering::Acquire, Ordering::Acquire)
+            .is_err()
+        {
+            return self.pool();
+        }
+        match ConcurrentPool::new(self.size) {
+            Ok(pool) => {
+                // SAFETY: we won UNINIT → BUILDING, so we are the only writer, and nobody
+                // reads before READY.
+                unsafe { (*self.pool.get()).write(pool) };
+                self.state.store(READY, Ordering::Release);
+                self.pool()
+            }
+            Err(_) => {
+                self.state.store(FAILED, Ordering::Release);
+                None
+            }
+        }
+    }
+}
+
+// SAFETY: every block comes either from the pool (when it can serve) or from `System`; dealloc
+// sends a pointer back to whichever owns its address range. Never panics.
+unsafe impl GlobalAlloc for GlobalPool {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(pool) = self.get_or_build() {
+            if let Ok(p) = pool.alloc_layout(layout) {
+                return p.as_ptr();
+            }
+        }
+        self.count_fallback(layout);
+        // SAFETY: forwarded GlobalAlloc contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        match self.pool() {
+            // SAFETY: the pointer is in the pool, so the pool allocated it with `layout`.
+            Some(pool) if pool.contains(ptr) => unsafe { GlobalAlloc::dealloc(pool, ptr, layout) },
+            // SAFETY: not the pool's, so System's, allocated with `layout`.
+            _ => unsafe { System.dealloc(ptr, layout) },
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The allocation path: the one implementation of what happens after a cache miss, and of
+//! every free that does not fit a cache. `ConcurrentPool`, `LocalCache`, `GlobalAlloc` and
+//! `Allocator` are front-ends: each tries its cache's fast path inline, then calls here.
+//!
+//! The allocation ladder, top to bottom ([`alloc`]):
+//! 1. a decided exhaustion (`exhaustion`) covers the request and the caller holds no cached
+//!    block: out-of-memory at once, for the price of a few loads;
+//! 2. the caller's cache: act on a pressure signal (flush), then a magazine from the depot,
+//!    then a refill of `batch` blocks from the bitmaps;
+//! 3. one search of the bitmaps (claim, or split a larger block);
+//! 4. memory is short: flush the caller's own caches (a `LocalCache`'s and this thread's
+//!    implicit cache for the pool), raise the pressure epoch (every other cache flushes at its
+//!    next slow path), drain the depot;
+//! 5. decide ([`decide`]): at most [`DECISION_SEARCHES`] searches, each bracketed by transit
+//!    snapshots; the first quiet one that finds nothing decides out-of-memory and records it
+//!    in the exhaustion latch.
+//!
+//! The free ladder ([`dealloc`], [`free_validated`]): the cache's stack; when full, its oldest
+//! batch goes to the depot as a magazine, or to the bitmaps when the depot is full; orders that
+//! are not cached go to the bitmaps directly.
+//!
+//! **Out-of-memory, precisely.** An allocation of order `k` reports out-of-memory only after
+//! its own caches were handed back and the depot drained, and only when one of its searches
+//! found no free block of order `≥ k` while no split, merge or release was in flight or
+//! finished anywhere in the pool (the transit snapshots before and after were equal with
+//! nothing in flight): at that moment the bitmaps held no such block. Blocks other threads
+//! hold in their caches are not counted; each such thread hands them back at its next slow
+//! path, or at exit (at most `max_cached_bytes_per_thread()` per thread). If other threads
+//! move memory during every one of its [`DECISION_SEARCHES`] searches, the allocation stops
+//! and reports out-of-memory anyway: that is the bound on its own steps.
+
+use core::ptr::NonNull;
+
+use balloc_core::{AllocError, FreeError};
+
+use crate::cache::Cache;
+use crate::facade::{spin_wait, Ordering, LOOM, MUTANTS};
+use crate::region::{debug_fill_freed, Region};
+use crate::shared::PoolShared;
+use crate::thread_cache;
+use crate::units::{Offset, Order};
+
+/// Searches an out-of-memory decision may make: each one that another thread's move overlaps
+/// is followed by a short spin and another. 8 covers the time a descheduled-free core needs to
+/// finish a split or merge (a few hundred instructions) with room to spare; a thread that is
+/// descheduled mid-split for longer is not waited for.
+const DECISION_SEARCHES: u32 = if LOOM { 3 } else { 8 };
+
+/// Who allocates or frees: the pool, and the cache the call goes through.
+#[derive(Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    pub(crate) shared: &'a PoolShared,
+    /// The cache the call goes through: a `LocalCache`'s, or this thread's implicit cache for
+    /// the pool; `None` when the thread has neither (all calls then use the bitmaps).
+    pub(crate) cache: Option<&'a Cache>,
+    /// Whether `cache` is a `LocalCache`'s: then this thread's implicit cache for the same
+    /// pool is also the caller's own, and is flushed before out-of-memory too.
+    pub(crate) explicit: bool,
+}
+
+impl<'a> Caller<'a> {
+    #[inline]
+    fn region(&self) -> &'a Region {
+        self.shared.region()
+    }
+}
+
+/// Allocates a block of order `k` after the caller's fast path missed.
+///
+/// # Errors
+/// [`AllocError::OutOfMemory`] as described in the module docs.
+pub(crate) fn alloc(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError> {
+    let region = who.region();
+    if region.exhaustion.covers(k) && holds_nothing(who) {
+        return Err(AllocError::OutOfMemory { order: k.get() });
+    }
+    if let Some(c) = who.cache {
+        act_on_pressure(who, c);
+        if c.caches(k) {
+            if let Some(p) = refill_and_pop(region, c, k) {
+                return Ok(p);
+            }
+        }
+    }
+    if let Some(off) = region.search(k) {
+        return Ok(region.hand_out(k, off));
+    }
+    // Memory is short: hand back what this thread holds, ask everyone else to, empty the depot.
+    flush_own(who);
+    // Relaxed: a hint; caches that see it flush, and their flushes' RMWs publish.
+    who.shared.pressure.fetch_add(1, Ordering::Relaxed);
+    region.drain_depot();
+    match decide(region, k) {
+        Some(off) => Ok(region.hand_out(k, off)),
+        None => Err(AllocError::OutOfMemory { order: k.get() }),
+    }
+}
+
+/// The out-of-memory decision: bounded searches, each bracketed by transit snapshots. Returns
+/// a block if one turns up, `None` once a quiet search found nothing (or every search was
+/// overlapped by another thread's move).
+///
+/// MUTANT (loom-tests, [`MUTANTS`]): the search itself counts as a move (see
+/// `Region::search`), and a search is taken as quiet when exactly one move (its own) happened
+/// meanwhile, so two failing searches that overlap invalidate each other.
+pub(crate) fn decide(region: &Region, k: Order) -> Option<Offset> {
+    let proposal = region.exhaustion.propose(k);
+    for round in 0..DECISION_SEARCHES {
+        let before = region.transits.snapshot();
+        crate::facade::chaos_point();
+        if let Some(off) = region.search(k) {
+            if let Some(p) = proposal {
+                region.exhaustion.withdraw(p);
+            }
+            return Some(off);
+        }
+        crate::facade::chaos_point();
+        let after = region.transits.snapshot();
+        let quiet = if MUTANTS {
+            before.quiet_until(after.less_one_move())
+        } else {
+            before.quiet_until(after)
+        };
+        if quiet {
+            if let Some(p) = proposal {
+                region.exhaustion.confirm(p);
+            }
+            return None;
+        }
+        region.note_invalidated_search();
+        spin_wait(round);
+    }
+    if let Some(p) = proposal {
+        region.exhaustion.withdraw(p);
+    }
+    None
+}
+
+/// Whether the caller holds no cached block that a flush could turn into free memory.
+#[inline]
+fn holds_nothing(who: Caller<'_>) -> bool {
+    let own = who.cache.is_none_or(Cache::is_empty);
+    if !who.explicit {
+        return own;
+    }
+    own && thread_cache::find(who.shared.id)
+        // SAFETY: this thread's cache, used only for this read.
+        .is_none_or(|c| unsafe { c.as_ref() }.is_empty())
+}
+
+/// A magazine from the depot, else a refill from the bitmaps, into `c`'s stack `k`; then pop.
+fn refill_and_pop(region: &Region, c: &Cache, k: Order) -> Option<NonNull<u8>> {
+    let room = c.room(k);
+    if room == 0 {
+        return c.pop(k);
+    }
+    let got = c.append(k, |sink| {
+        region.take_magazine(k, room, sink);
+    });
+    if got == 0 {
+        let want = c.batch(k).min(room).max(1);
+        c.append(k, |sink| {
+            region.refill(k, want, sink);
+        });
+    }
+    c.pop(k)
+}
+
+/// Frees the block at `p` of order `k` that the caller holds (trusted: no validation), after
+/// the fast path found its stack full, or its order uncached.
+pub(crate) fn dealloc(who: Caller<'_>, p: NonNull<u8>, k: Order) {
+    let region = who.region();
+    match who.cache {
+        Some(c) if c.caches(k) => {
+            act_on_pressure(who, c);
+            if !c.push(k, p) {
+                make_room(region, c, k);
+                let pushed = c.push(k, p);
+                debug_assert!(pushed, "a stack with room took the block");
+            }
+        }
+        _ => {
+            let off = region.offset_of(p);
+            debug_fill_freed(region.base, off, k);
+            let r = region.release(off, k);
+            debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
+        }
+    }
+}
+
+/// Frees the block at `ptr`, validated: it must be the start of a live block.
+///
+/// # Errors
+/// [`FreeError`] as `ConcurrentPool::free` documents; the pool is unchanged on error.
+pub(crate) fn free_validated(who: Caller<'_>, ptr: NonNull<u8>) -> Result<(), FreeError> {
+    let region = who.region();
+    let (off, k) = region.find_live(ptr)?;
+    match who.cache {
+        Some(c) if c.caches(k) => {
+            // Claim the tag first: a racing or repeated free of the block gets the error.
+            region.claim_tag(off, k)?;
+            debug_fill_freed(region.base, off, k);
+            if !c.push_tagged(k, ptr) {
+                act_on_pressure(who, c);
+                make_room(region, c, k);
+                let pushed = c.push_tagged(k, ptr);
+                debug_assert!(pushed, "a stack with room took the block");
+            }
+            Ok(())
+        }
+        _ => region.release_validated(off, k),
+    }
+}
+
+/// Empties the oldest batch of `c`'s full stack `k`: into the depot as one magazine, or back
+/// to the bitmaps when the depot has no room.
+fn make_room(region: &Region, c: &Cache, k: Order) {
+    let count = c.batch(k).min(c.len(k));
+    if !region.deposit(k, c.oldest(k, count)) {
+        region.release_batch(k, c.oldest(k, count));
+    }
+    c.drop_oldest(k, count);
+}
+
+/// Returns every block of `c` to the bitmaps, then drains the depot (each cache's last flush
+/// comes after its last deposit, so once no cache is alive the depot is empty).
+pub(crate) fn flush(region: &Region, c: &Cache) {
+    for k in c.nonempty_orders() {
+        let n = c.len(k);
+        region.release_batch(k, c.oldest(k, n));
+        c.drop_oldest(k, n);
+    }
+    region.drain_depot();
+}
+
+/// Flushes the caller's own caches (see [`Caller::explicit`]).
+fn flush_own(who: Caller<'_>) {
+    let region = who.region();
+    if let Some(c) = who.cache {
+        flush(region, c);
+    }
+    if who.explicit {
+        if let Some(c) = thread_cache::find(who.shared.id) {
+            // SAFETY: this thread's cache, valid for this call (nothing below re-enters the
+            // thread's cache slots).
+            flush(region, unsafe { c.as_ref() });
+        }
+    }
+}
+
+/// If some allocation ran out since `c` last looked, give everything back.
+fn act_on_pressure(who: Caller<'_>, c: &Cache) {
+    // Relaxed: a hint (see `alloc`).
+    let now = who.shared.pressure.load(Ordering::Relaxed);
+    if now != c.seen_pressure.get() {
+        c.seen_pressure.set(now);
+        flush(who.region(), c);
+    }
+}

@@ -1,0 +1,444 @@
+//! [`Region`]: the pool's memory and everything all threads share about its blocks (bitmaps,
+//! tags, depot, transits, exhaustion latch), with the operations that move blocks between
+//! them. Each operation keeps the module invariants of `bitmaps`, `transit` and `exhaustion`;
+//! which operation runs when is the allocation path's choice (`ladder`).
+//!
+//! Every step that adds memory a search could find (a release into the bitmaps, a magazine
+//! into the depot) ends by telling the exhaustion latch (`Exhaustion::memory_returned`), after
+//! the `SeqCst` RMW that closes its transit.
+
+use core::ptr::NonNull;
+
+use balloc_core::internal::{block_offset, find_live_block, Mapping};
+use balloc_core::{FreeError, InitError, Stats, SMALLEST_K};
+
+use crate::bitmaps::BlockMaps;
+use crate::config::CacheConfig;
+use crate::depot::{Depot, MAGAZINE};
+use crate::exhaustion::Exhaustion;
+use crate::facade::{AtomicUsize, Ordering, MUTANTS};
+use crate::tags::{TagKey, Tags};
+use crate::transit::Transits;
+use crate::units::{BlockIndex, Offset, Order};
+
+/// The pool's region and shared block state. Valid while the pool's strong count is non-zero.
+pub(crate) struct Region {
+    pub(crate) base: NonNull<u8>,
+    /// The pool's order: the region is one block of this order.
+    pub(crate) top: Order,
+    pub(crate) maps: BlockMaps,
+    tags: Tags,
+    pub(crate) config: CacheConfig,
+    /// Full magazines of cached blocks on their way between caches.
+    depot: Depot,
+    pub(crate) transits: Transits,
+    pub(crate) exhaustion: Exhaustion,
+    /// Out-of-memory decisions whose search another thread's move overlapped (a diagnostic:
+    /// written only then).
+    invalidated_searches: AtomicUsize,
+    _mapping: Mapping,
+}
+
+/// Under `debug-fill`: checks a block about to be handed to a caller (panics on a write after
+/// free); otherwise nothing.
+#[inline(always)]
+pub(crate) fn debug_check(base: NonNull<u8>, off: Offset, k: Order) {
+    #[cfg(feature = "debug-fill")]
+    // SAFETY: the block was free and is now ours, inside the region.
+    unsafe {
+        balloc_core::internal::debug_check(base, off.0, k.get())
+    };
+    let _ = (base, off, k);
+}
+
+/// Under `debug-fill`: fills a block just freed by a caller (all but its first word, which
+/// holds or will hold its tag); otherwise nothing.
+#[inline(always)]
+pub(crate) fn debug_fill_freed(base: NonNull<u8>, off: Offset, k: Order) {
+    #[cfg(feature = "debug-fill")]
+    // SAFETY: the caller just gave the block back; it is inside the region.
+    unsafe {
+        balloc_core::internal::debug_fill_from(base, off.0, k.get(), 8)
+    };
+    let _ = (base, off, k);
+}
+
+impl Region {
+    /// Reserves a region of order `kval`, all of it one free block.
+    pub(crate) fn new(kval: u32, config: CacheConfig, secret: usize) -> Result<Self, InitError> {
+        let size = 1usize << kval;
+        let mapping = Mapping::reserve(size, size)?;
+        let region = Region {
+            base: mapping.as_ptr(),
+            top: Order(kval),
+            maps: BlockMaps::new(kval)?,
+            tags: Tags::new(kval, secret),
+            config,
+            depot: Depot::new(),
+            transits: Transits::new(),
+            exhaustion: Exhaustion::new(),
+            invalidated_searches: AtomicUsize::new(0),
+            _mapping: mapping,
+        };
+        region.maps.release(region.top, BlockIndex(0));
+        Ok(region)
+    }
+
+    /// The fast paths' copy of the tag secret.
+    pub(crate) fn tag_key(&self) -> TagKey {
+        self.tags.key()
+    }
+
+    /// The offset of the block at `p` (which must be inside the region).
+    #[inline]
+    pub(crate) fn offset_of(&self, p: NonNull<u8>) -> Offset {
+        Offset(p.as_ptr().addr().wrapping_sub(self.base.as_ptr().addr()))
+    }
+
+    /// The block at `off`, with the region's provenance.
+    #[inline]
+    pub(crate) fn ptr_at(&self, off: Offset) -> NonNull<u8> {
+        // SAFETY: off < 2^top, so base + off is inside the mapped region (non-null).
+        unsafe { NonNull::new_unchecked(self.base.as_ptr().wrapping_add(off.0)) }
+    }
+
+    /// Whether `p` points into the region.
+    #[inline]
+    pub(crate) fn contains(&self, p: *const u8) -> bool {
+        p.addr().wrapping_sub(self.base.as_ptr().addr()) < self.top.bytes()
+    }
+
+    /// The offset and order of the live block starting at `ptr`.
+    ///
+    /// # Errors
+    /// `OutOfPool`, `Misaligned`, `Interior` or `DoubleFree` (no live block starts there).
+    #[inline]
+    pub(crate) fn find_live(&self, ptr: NonNull<u8>) -> Result<(Offset, Order), FreeError> {
+        let off = block_offset(
+            self.base.as_ptr().addr(),
+            ptr.as_ptr().addr(),
+            self.top.get(),
+        )?;
+        let k = find_live_block(off, self.top.get(), |k, i| self.maps.is_live(k, i))?;
+        Ok((Offset(off), Order(k)))
+    }
+
+    // ----- taking blocks out ------------------------------------------------------------
+
+    /// One search for a free block of order `k`: claim one, or claim the smallest larger one
+    /// and split it. The block is the caller's, not yet live ([`Self::hand_out`] makes it so).
+    ///
+    /// A search that finds nothing writes nothing a transit snapshot sees: orders above `k`
+    /// are peeked at first, and a transit is opened only to claim a block seen there (and
+    /// closed as "moved nothing" if another thread took it first).
+    ///
+    /// MUTANT (loom-tests, [`MUTANTS`]): the rule that livelocked threads running out of
+    /// memory together: every search opens a transit over the orders above and closes it as a
+    /// move, so failing searches invalidate each other (see `ladder::decide`).
+    pub(crate) fn search(&self, k: Order) -> Option<Offset> {
+        if let Some((first, bits)) = self.maps.claim(k, 1) {
+            return Some(first.plus(bits.trailing_zeros() as usize).offset(k));
+        }
+        if MUTANTS {
+            let t = self.transits.begin();
+            let found = self.split_from_above(k, k);
+            t.end(true);
+            return found.map(|(_, off)| off);
+        }
+        for j in k.up(1).through(self.top) {
+            if !self.maps.may_have_free(j) {
+                continue;
+            }
+            crate::facade::chaos_point();
+            let t = self.transits.begin();
+            crate::facade::chaos_point();
+            let found = self.split_one(j, k, k);
+            t.end(found.is_some());
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// The mutant's search of the orders above `k` (inside its transit).
+    fn split_from_above(&self, k: Order, keep: Order) -> Option<(Order, Offset)> {
+        for j in k.up(1).through(self.top) {
+            if let Some(off) = self.split_one(j, k, keep) {
+                return Some((j, off));
+            }
+        }
+        None
+    }
+
+    /// Claims one free block of order `j` and splits it down to order `keep` (`k <= keep <=
+    /// j`), publishing the upper halves; the caller keeps the block of order `keep` at the
+    /// returned offset. Call inside a transit.
+    fn split_one(&self, j: Order, k: Order, keep: Order) -> Option<Offset> {
+        debug_assert!(k <= keep && keep <= j);
+        let (first, bits) = self.maps.claim(j, 1)?;
+        let off = first.plus(bits.trailing_zeros() as usize).offset(j);
+        for i in (keep.get()..j.get()).rev().map(Order) {
+            self.maps.publish_split_half(i, off.index(i).plus(1));
+        }
+        Some(off)
+    }
+
+    /// Makes a block that [`Self::search`] found live, for a caller.
+    pub(crate) fn hand_out(&self, k: Order, off: Offset) -> NonNull<u8> {
+        let p = self.ptr_at(off);
+        debug_check(self.base, off, k);
+        if self.config.caches(k) {
+            // SAFETY: the block is ours (claimed, not yet live) and inside the region.
+            unsafe { self.tags.key().clear(p, off) };
+        }
+        let (word, bit) = off.index(k).word_and_bit();
+        self.maps.set_live(k, word, 1 << bit);
+        p
+    }
+
+    /// Moves up to `want` (1..=64) blocks of order `k` from the bitmaps to `sink`, tagged and
+    /// live, by address: one claim of a word, or one split of a larger block into `want`
+    /// (rounded down to a power of two) blocks. Returns how many. Zero is not an
+    /// out-of-memory answer: the allocation path decides that with [`Self::search`].
+    pub(crate) fn refill(&self, k: Order, want: usize, sink: &mut dyn FnMut(usize)) -> usize {
+        debug_assert!((1..=64).contains(&want));
+        let (first, bits) = match self.maps.claim(k, want as u32) {
+            Some(claimed) => claimed,
+            None => {
+                let span = usize::BITS - 1 - want.leading_zeros(); // log2(want), rounded down
+                let Some((j, off)) = self.split_for_refill(k, span) else {
+                    return 0;
+                };
+                let keep = k.up(span).min(j);
+                let n = 1usize << (keep.get() - k.get());
+                let (word, shift) = off.index(k).word_and_bit();
+                let mask = if n == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << n) - 1) << shift
+                };
+                (word, mask)
+            }
+        };
+        // Tag before marking live (Release in set_live): a validated free that finds the block
+        // live also finds its tag. Highest first, so the cache (a stack) hands out the lowest
+        // address first.
+        let key = self.tags.key();
+        let mut rest = bits;
+        let mut count = 0;
+        while rest != 0 {
+            let b = 63 - rest.leading_zeros() as usize;
+            rest &= !(1u64 << b);
+            let off = first.plus(b).offset(k);
+            let p = self.ptr_at(off);
+            // SAFETY: the block is ours (claimed, not yet live) and inside the region.
+            unsafe { key.set(p, off) };
+            sink(p.as_ptr().addr());
+            count += 1;
+        }
+        self.maps.set_live(k, first, bits);
+        count
+    }
+
+    /// The split of a refill: the smallest free block above `k`, split down to `k + span`
+    /// (or kept whole when smaller), inside a transit opened only when a block was seen.
+    fn split_for_refill(&self, k: Order, span: u32) -> Option<(Order, Offset)> {
+        for j in k.up(1).through(self.top) {
+            if !self.maps.may_have_free(j) {
+                continue;
+            }
+            let t = self.transits.begin();
+            let found = self.split_one(j, k, k.up(span).min(j));
+            t.end(found.is_some());
+            if let Some(off) = found {
+                return Some((j, off));
+            }
+        }
+        None
+    }
+
+    // ----- giving blocks back -----------------------------------------------------------
+
+    /// Returns a live block to the bitmaps, merging it with free buddies.
+    ///
+    /// # Errors
+    /// [`FreeError::DoubleFree`] when the block was no longer live (a racing free won).
+    pub(crate) fn release(&self, off: Offset, k: Order) -> Result<(), FreeError> {
+        if !self.maps.clear_live(k, off.index(k)) {
+            return Err(FreeError::DoubleFree);
+        }
+        let t = self.transits.begin();
+        crate::facade::chaos_point();
+        self.maps.release(k, off.index(k));
+        t.end(true);
+        self.exhaustion.memory_returned();
+        Ok(())
+    }
+
+    /// A validated free without a cache: claim the tag (cacheable orders, so a racing free of
+    /// the block in some cache is caught), then release.
+    ///
+    /// # Errors
+    /// [`FreeError::DoubleFree`] when the block is already free (cached or not).
+    pub(crate) fn release_validated(&self, off: Offset, k: Order) -> Result<(), FreeError> {
+        if self.config.caches(k) {
+            self.claim_tag(off, k)?;
+        }
+        debug_fill_freed(self.base, off, k);
+        self.release(off, k)
+    }
+
+    /// Installs the tag of the live block at `off` (a cacheable order) for a validated free.
+    ///
+    /// # Errors
+    /// [`FreeError::DoubleFree`] when the tag is there already: the block is cached-free.
+    pub(crate) fn claim_tag(&self, off: Offset, k: Order) -> Result<(), FreeError> {
+        debug_assert!(self.config.caches(k));
+        // SAFETY: the block was live when validated, so it is inside the mapped region.
+        unsafe { self.tags.key().claim(self.ptr_at(off), off) }
+    }
+
+    /// Returns a batch of cached blocks of order `k` (live, tagged, owned by the caller), given
+    /// by address, to the bitmaps. Neighbouring entries in the same bitmap word are handled
+    /// together: their live bits cleared with one `fetch_and`, then merged among themselves
+    /// (see [`Self::release_merged`]), so a flush of neighbours (blocks freed in allocation
+    /// order, the common case) costs a few CASes, not one per block.
+    pub(crate) fn release_batch(&self, k: Order, addrs: &[usize]) {
+        let base = self.base.as_ptr().addr();
+        let index = |i: usize| Offset(addrs[i] - base).index(k);
+        let t = self.transits.begin();
+        crate::facade::chaos_point();
+        let mut i = 0;
+        while i < addrs.len() {
+            // Clear the live bits of every block in this word at once.
+            let (word, _) = index(i).word_and_bit();
+            let mut mask = 0u64;
+            let mut j = i;
+            while j < addrs.len() && index(j).word_and_bit().0 == word {
+                mask |= 1 << index(j).word_and_bit().1;
+                j += 1;
+            }
+            let had = self.maps.clear_live_mask(k, word, mask);
+            debug_assert_eq!(had, mask, "cached blocks were not all live");
+            self.release_merged(k, word, mask);
+            i = j;
+        }
+        t.end(true);
+        self.exhaustion.memory_returned();
+    }
+
+    /// Releases the blocks of order `k` with indices `word + b`, for each bit `b` of `mask`
+    /// (all ours, live bits cleared, inside a transit), after merging among themselves every
+    /// group that tiles a larger aligned block: buddies that are both ours need no CAS to
+    /// merge. 64 blocks that tile one block of order `k + 6` (a producer's refill, freed in
+    /// order by a consumer) cost one release instead of 32 pair releases and their merges.
+    fn release_merged(&self, k: Order, word: BlockIndex, mut mask: u64) {
+        // Bits at multiples of 2^(l+1), for l = 0..6: where a pair of level-l blocks starts.
+        const PAIR_STARTS: [u64; 6] = [
+            0x5555_5555_5555_5555,
+            0x1111_1111_1111_1111,
+            0x0101_0101_0101_0101,
+            0x0001_0001_0001_0001,
+            0x0000_0001_0000_0001,
+            0x0000_0000_0000_0001,
+        ];
+        debug_assert_eq!(word.0 % 64, 0);
+        // Level l: bit b (a multiple of 2^l) set <=> the block of order k + l made of bits
+        // b .. b + 2^l is entirely ours. Orders stay <= top: a pool's order-k bitmap has
+        // fewer than 64 bits exactly when top - k < 6, and then no pair exists above that.
+        let levels = (self.top.get() - k.get()).min(6);
+        let mut l = 0;
+        loop {
+            let width = 1u32 << l;
+            // Pairs exist only below `levels` (<= 6), where `width` <= 32.
+            let (pairs, covered) = if l < levels {
+                let pairs = mask & (mask >> width) & PAIR_STARTS[l as usize];
+                (pairs, pairs | (pairs << width))
+            } else {
+                (0, 0)
+            };
+            let mut single = mask & !covered;
+            while single != 0 {
+                let b = single.trailing_zeros() as usize;
+                single &= single - 1;
+                self.maps
+                    .release(k.up(l), BlockIndex((word.0 + b) >> l));
+            }
+            if pairs == 0 {
+                break;
+            }
+            mask = pairs;
+            l += 1;
+        }
+    }
+
+    // ----- the depot --------------------------------------------------------------------
+
+    /// Puts `blocks` (cached blocks of order `k`, by address) in the depot as one magazine.
+    /// False, with nothing taken, when the order's magazines are all full.
+    pub(crate) fn deposit(&self, k: Order, blocks: &[usize]) -> bool {
+        let magazines = self.config.depot_magazines[k.slot()] as usize;
+        if !self.depot.deposit(k, magazines, blocks) {
+            return false;
+        }
+        self.transits.note_moved();
+        self.exhaustion.memory_returned();
+        true
+    }
+
+    /// Takes one magazine of order `k` whose blocks fit `room`, handing each address to `sink`.
+    pub(crate) fn take_magazine(&self, k: Order, room: usize, sink: &mut dyn FnMut(usize)) -> usize {
+        self.depot.take(k, room, sink)
+    }
+
+    /// Returns every magazine in the depot to the bitmaps.
+    pub(crate) fn drain_depot(&self) {
+        for k in Depot::orders() {
+            loop {
+                let mut addrs = [0usize; MAGAZINE];
+                let mut n = 0;
+                self.depot.take(k, MAGAZINE, &mut |addr| {
+                    addrs[n] = addr;
+                    n += 1;
+                });
+                if n == 0 {
+                    break;
+                }
+                self.release_batch(k, &addrs[..n]);
+            }
+        }
+    }
+
+    /// Bytes in the depot (a snapshot).
+    pub(crate) fn depot_bytes(&self) -> usize {
+        self.depot.cached_bytes()
+    }
+
+    // ----- bookkeeping ------------------------------------------------------------------
+
+    /// Counts an out-of-memory decision search that another thread's move overlapped.
+    pub(crate) fn note_invalidated_search(&self) {
+        // Relaxed: a diagnostic count.
+        self.invalidated_searches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Out-of-memory decision searches so far that another thread's move overlapped.
+    #[cfg_attr(not(balloc_loom), allow(dead_code))] // read by a loom hook
+    pub(crate) fn invalidated_searches(&self) -> usize {
+        // Relaxed: a diagnostic count.
+        self.invalidated_searches.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of the bitmaps (cached bytes counted as allocated). O(metadata).
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = Stats::empty(self.top.bytes(), self.maps.bytes());
+        let mut live = 0;
+        for k in SMALLEST_K..=self.top.get() {
+            stats.add_free_blocks(k, self.maps.count_free(k));
+            live += self.maps.count_live(k) << k;
+        }
+        stats.allocated_bytes = live;
+        stats
+    }
+}
