@@ -151,7 +151,11 @@ mod tests {
             assert!(c.batch[k] <= c.capacity[k].max(1));
         }
         assert!(!c.caches(Order(20)), "the top order is never cached");
-        assert_eq!((c.first, c.last), (Order(6), Order(12)), "64 B to 4 KiB fit 4 KiB per order");
+        assert_eq!(
+            (c.first, c.last),
+            (Order(6), Order(12)),
+            "64 B to 4 KiB fit 4 KiB per order"
+        );
         let off = CacheConfig::new(30, DEFAULT_CACHED_ORDERS, 0, 1);
         assert_eq!(off.max_bytes_per_cache(), 0);
         assert!(off.first > off.last, "no cached order");

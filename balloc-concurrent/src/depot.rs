@@ -173,7 +173,11 @@ mod tests {
         assert!(depot.deposit(k, 1, &[64]), "one slot allowed");
         assert!(!depot.deposit(k, 1, &[128]), "only one slot allowed");
         assert_eq!(depot.take(k, 64, |a| assert_eq!(a, 64)), 1);
-        while depot.deposit(k, MAGAZINES_PER_ORDER, &[deposited * 256 + 4096, deposited * 256 + 8192]) {
+        while depot.deposit(
+            k,
+            MAGAZINES_PER_ORDER,
+            &[deposited * 256 + 4096, deposited * 256 + 8192],
+        ) {
             deposited += 1;
         }
         assert_eq!(deposited, MAGAZINES_PER_ORDER, "one magazine per slot");

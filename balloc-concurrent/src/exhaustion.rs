@@ -7,22 +7,22 @@
 //! pool was quiet (see `transit`). A decided latch for order `k` answers every request of order
 //! `≥ k` with out-of-memory.
 //!
-//! It can never stay decided while memory is free, by a Dekker-style argument on `SeqCst`
-//! operations: the decider stores its proposal *before* its search, and every step that adds
-//! memory (a release into the bitmaps, a magazine into the depot) ends with a `SeqCst` RMW on
-//! a transit shard and *then* reads the latch, clearing any proposal or decision it sees. In
-//! the total order of `SeqCst` operations, either the adder's RMW comes before the decider's
-//! closing snapshot (the decider sees the transit, does not confirm, and searches again) or the
-//! decider's proposal comes before the adder's read (the adder clears it, and a confirmation
-//! then fails or is undone). Clearing is always safe: it only costs the next failing
-//! allocation a search.
+//! It can never stay decided while memory is free, by a Dekker-style argument on two `SeqCst`
+//! fences: the decider stores its proposal, then a fence, then searches; every step that adds
+//! memory (a release into the bitmaps, a magazine into the depot) writes it, then a fence, then
+//! reads the latch, clearing any proposal or decision it sees. The fences are totally ordered:
+//! if the adder's comes first, the decider's search sees the added memory (or what became of
+//! it); if the decider's comes first, the adder sees the proposal (or a later value) and
+//! clears it, so the confirmation fails or is undone. Clearing is always safe: it only costs
+//! the next failing allocation a search. (Fences, not `SeqCst` accesses: the argument needs
+//! the decider's plain searches ordered too, and loom models fences exactly.)
 //!
 //! A proposal is only placed on an open latch (or over a decision for a larger order), so
 //! deciders never undo each other's proposals:
 //! an allocation's own out-of-memory answer comes from its own quiet search, and the latch only
 //! remembers it for the next ones.
 
-use crate::facade::{AtomicU64, CachePadded, Ordering};
+use crate::facade::{fence, AtomicU64, CachePadded, Ordering};
 use crate::units::Order;
 
 /// Set in a decision that its search confirmed.
@@ -71,42 +71,52 @@ impl Exhaustion {
         }
         let token = self.tokens.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let w = (token << 8) | u64::from(k.get());
-        // SeqCst: the proposal is ordered before this thread's search (see the module docs).
-        self.word
-            .compare_exchange(old, w, Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
-            .then_some(Proposal(w))
+        let placed = self
+            .word
+            .compare_exchange(old, w, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        // SeqCst fence: the proposal before this thread's search (see the module docs).
+        fence(Ordering::SeqCst);
+        placed.then_some(Proposal(w))
     }
 
     /// Turns the proposal into a decision after a quiet search found nothing. Fails (and does
     /// nothing) when memory came back since the proposal, which cleared it.
     pub(crate) fn confirm(&self, p: Proposal) {
-        // SeqCst: ordered with the adders' reads of the word.
-        let _ = self
-            .word
-            .compare_exchange(p.0, p.0 | DECIDED, Ordering::SeqCst, Ordering::Relaxed);
+        // Release: a reader of the decision sees what led to it (nothing depends on it).
+        let _ =
+            self.word
+                .compare_exchange(p.0, p.0 | DECIDED, Ordering::Release, Ordering::Relaxed);
     }
 
     /// Takes the proposal back (the search found memory, or gave up undecided).
     pub(crate) fn withdraw(&self, p: Proposal) {
         let _ = self
             .word
-            .compare_exchange(p.0, 0, Ordering::SeqCst, Ordering::Relaxed);
+            .compare_exchange(p.0, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Called by every step that added memory, after its closing `SeqCst` RMW on a transit
-    /// shard: opens the latch if a proposal or decision is on it.
+    /// Called by every step that added memory, after its last write: opens the latch if a
+    /// proposal or decision is on it.
     #[inline]
     pub(crate) fn memory_returned(&self) {
-        // SeqCst: see the module docs. A Relaxed read would let this miss a proposal made
-        // before the memory was visible to its search.
-        let w = self.word.load(Ordering::SeqCst);
-        if w != 0 {
-            // A newer value than `w` was placed after our memory became visible: its search
-            // will find the memory, so it is left alone.
-            let _ = self
+        // SeqCst fence: see the module docs; without it the read below could miss a proposal
+        // whose search missed our memory.
+        fence(Ordering::SeqCst);
+        let mut w = self.word.load(Ordering::Relaxed);
+        // At most two rounds: a proposal changes at most once (to decided) before it goes.
+        while w != 0 {
+            match self
                 .word
-                .compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed);
+                .compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                // The same proposal, confirmed meanwhile: it goes too.
+                Err(now) if now & !DECIDED == w & !DECIDED => w = now,
+                // Cleared by someone else, or a newer proposal, placed after our fence (else
+                // our read would have seen it): its search sees our memory.
+                Err(_) => break,
+            }
         }
     }
 }
@@ -133,7 +143,9 @@ mod tests {
         assert!(!e.covers(Order(8)), "memory returned during the search");
         let p = e.propose(Order(9)).expect("open");
         e.confirm(p);
-        let p = e.propose(Order(6)).expect("a decision for a larger order gives way");
+        let p = e
+            .propose(Order(6))
+            .expect("a decision for a larger order gives way");
         assert!(!e.covers(Order(9)));
         e.withdraw(p);
         assert!(e.propose(Order(6)).is_some(), "withdrawn");

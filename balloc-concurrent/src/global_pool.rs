@@ -121,7 +121,9 @@ impl GlobalPool {
         let shard = &self.fallback[this_thread_shard()];
         // Relaxed: statistics.
         shard.allocations.fetch_add(1, Ordering::Relaxed);
-        shard.bytes.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        shard
+            .bytes
+            .fetch_add(layout.size() as u64, Ordering::Relaxed);
     }
 
     #[inline]

@@ -5,7 +5,7 @@
 //!
 //! Every step that adds memory a search could find (a release into the bitmaps, a magazine
 //! into the depot) ends by telling the exhaustion latch (`Exhaustion::memory_returned`), after
-//! the `SeqCst` RMW that closes its transit.
+//! its last write (see `exhaustion` for the fence that orders the two).
 
 use core::ptr::NonNull;
 
@@ -362,8 +362,7 @@ impl Region {
             while single != 0 {
                 let b = single.trailing_zeros() as usize;
                 single &= single - 1;
-                self.maps
-                    .release(k.up(l), BlockIndex((word.0 + b) >> l));
+                self.maps.release(k.up(l), BlockIndex((word.0 + b) >> l));
             }
             if pairs == 0 {
                 break;
@@ -388,13 +387,18 @@ impl Region {
     }
 
     /// Takes one magazine of order `k` whose blocks fit `room`, handing each address to `sink`.
-    pub(crate) fn take_magazine(&self, k: Order, room: usize, sink: &mut dyn FnMut(usize)) -> usize {
+    pub(crate) fn take_magazine(
+        &self,
+        k: Order,
+        room: usize,
+        sink: &mut dyn FnMut(usize),
+    ) -> usize {
         self.depot.take(k, room, sink)
     }
 
     /// Returns every magazine in the depot to the bitmaps.
     pub(crate) fn drain_depot(&self) {
-        for k in Depot::orders() {
+        for k in Depot::orders().filter(|&k| self.config.depot_magazines[k.slot()] > 0) {
             loop {
                 let mut addrs = [0usize; MAGAZINE];
                 let mut n = 0;

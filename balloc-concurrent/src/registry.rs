@@ -39,8 +39,7 @@ impl Registry {
             // Relaxed peek, then Acquire: the claim sees everything its last user did before
             // the Release of `release` (its flushed, empty stacks).
             if r.in_use.load(Ordering::Relaxed) == 0
-                && r
-                    .in_use
+                && r.in_use
                     .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {

@@ -16,11 +16,13 @@
 //!
 //! The counters are sharded (one cache line each, a shard per thread, chosen round-robin) so
 //! that no word here is written by every thread; a snapshot reads every shard. Each shard's
-//! word is `generation << 32 | in_flight`; its RMWs and the snapshot loads are `SeqCst`, so
-//! they are totally ordered with each other (see `Exhaustion` for why that matters), and the
-//! Release half of an `end` publishes the bitmap writes of the transit to a snapshot that reads
-//! it. Reading shard after shard is still exact: each shard's generation only grows, so two
-//! snapshots with equal sums and no transit in flight saw no change in any shard in between.
+//! word is `generation << 32 | in_flight`, changed only by RMWs (so every write continues a
+//! release sequence). Orderings: a `begin` (AcqRel) comes before the transit's first bitmap
+//! write, so a search that reads that write (Acquire) and then snapshots sees the transit; an
+//! `end` (AcqRel) comes after its last bitmap write, so a snapshot that reads it (Acquire)
+//! sees the memory it moved. Reading shard after shard is still exact: each shard's generation
+//! only grows, so two snapshots with equal sums and no transit in flight saw no change in any
+//! shard in between.
 
 use crate::facade::{AtomicU64, CachePadded, Ordering};
 use crate::shards::{this_thread_shard, SHARDS};
@@ -69,12 +71,12 @@ impl Transit<'_> {
     /// release), false when it gave up without writing a bitmap.
     #[inline]
     pub(crate) fn end(self, moved: bool) {
-        // SeqCst: see the module docs. Adds 2^32 - 1 (one fewer in flight, one more finished)
+        // AcqRel: see the module docs. Adds 2^32 - 1 (one fewer in flight, one more finished)
         // or takes 1 (one fewer in flight, generation unchanged).
         if moved {
-            self.shard.fetch_add(GENERATION - 1, Ordering::SeqCst);
+            self.shard.fetch_add(GENERATION - 1, Ordering::AcqRel);
         } else {
-            self.shard.fetch_sub(1, Ordering::SeqCst);
+            self.shard.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -90,16 +92,16 @@ impl Transits {
     #[inline]
     pub(crate) fn begin(&self) -> Transit<'_> {
         let shard = &*self.shards[this_thread_shard()];
-        // SeqCst: see the module docs.
-        shard.fetch_add(1, Ordering::SeqCst);
+        // AcqRel: see the module docs.
+        shard.fetch_add(1, Ordering::AcqRel);
         Transit { shard }
     }
 
     /// Records a move that needs no window (a magazine put in the depot): the generation only.
     #[inline]
     pub(crate) fn note_moved(&self) {
-        // SeqCst: see the module docs.
-        self.shards[this_thread_shard()].fetch_add(GENERATION, Ordering::SeqCst);
+        // AcqRel: see the module docs.
+        self.shards[this_thread_shard()].fetch_add(GENERATION, Ordering::AcqRel);
     }
 
     /// Sums of generations and of transits in flight over all shards.
@@ -110,8 +112,8 @@ impl Transits {
             in_flight: 0,
         };
         for shard in &self.shards {
-            // SeqCst: see the module docs.
-            let w = shard.load(Ordering::SeqCst);
+            // Acquire: see the module docs.
+            let w = shard.load(Ordering::Acquire);
             s.generation = s.generation.wrapping_add(w >> 32);
             s.in_flight += w & (GENERATION - 1);
         }
@@ -129,11 +131,17 @@ mod tests {
         let before = t.snapshot();
         assert!(before.quiet_until(t.snapshot()));
         t.begin().end(false);
-        assert!(before.quiet_until(t.snapshot()), "a transit that moved nothing");
+        assert!(
+            before.quiet_until(t.snapshot()),
+            "a transit that moved nothing"
+        );
         let open = t.begin();
         let during = t.snapshot();
         assert!(!before.quiet_until(during), "a transit in flight");
-        assert!(!during.quiet_until(t.snapshot()), "began with one in flight");
+        assert!(
+            !during.quiet_until(t.snapshot()),
+            "began with one in flight"
+        );
         open.end(true);
         assert!(!before.quiet_until(t.snapshot()), "a finished move");
         let before = t.snapshot();

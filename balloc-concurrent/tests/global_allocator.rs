@@ -67,3 +67,44 @@ fn multithreaded_work_in_the_pool() {
         stats.size
     );
 }
+
+/// A pool that is full sends allocations to the system allocator and counts them; after the
+/// frees the pool serves again.
+#[test]
+fn a_full_pool_falls_back_and_counts_it() {
+    use std::alloc::{GlobalAlloc, Layout};
+    static SMALL: GlobalPool = GlobalPool::new(1 << 20);
+    let layout = Layout::from_size_align(4096, 8).unwrap();
+    let before = SMALL.stats();
+    assert!(before.pool.is_none(), "built on first use");
+    let mut in_pool = Vec::new();
+    loop {
+        // SAFETY: a valid non-zero layout.
+        let p = unsafe { SMALL.alloc(layout) };
+        assert!(!p.is_null());
+        if !SMALL.pool().unwrap().contains(p) {
+            // SAFETY: from `alloc` with `layout`.
+            unsafe { SMALL.dealloc(p, layout) };
+            break;
+        }
+        in_pool.push(p);
+    }
+    let extra: Vec<_> = (0..10)
+        // SAFETY: a valid non-zero layout.
+        .map(|_| unsafe { SMALL.alloc(layout) })
+        .collect();
+    let s = SMALL.stats();
+    assert_eq!(s.fallback_allocations, 11);
+    assert_eq!(s.fallback_bytes, 11 * 4096);
+    assert_eq!(s.pool.unwrap().free_bytes, 0);
+    for p in extra.into_iter().chain(in_pool) {
+        // SAFETY: each from `alloc` with `layout`, freed once.
+        unsafe { SMALL.dealloc(p, layout) };
+    }
+    // SAFETY: a valid non-zero layout.
+    let p = unsafe { SMALL.alloc(layout) };
+    assert!(SMALL.pool().unwrap().contains(p), "the pool serves again");
+    // SAFETY: from `alloc` with `layout`.
+    unsafe { SMALL.dealloc(p, layout) };
+    assert_eq!(SMALL.stats().fallback_allocations, 11);
+}

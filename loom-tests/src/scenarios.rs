@@ -27,7 +27,10 @@ use crate::check::{
     cached, check_quiescent, fill_all_but_last_block, finish, tolerated_oom, uncached, Block,
     BROKEN, MIN,
 };
-use crate::sync::{is_up, join, join_exited, raise, spawn, wait_for, wait_retired, AtomicBool};
+use crate::sync::{
+    invalidated_searches, is_up, join, join_exited, raise, spawn, wait_for, wait_retired,
+    AtomicBool,
+};
 
 /// Two smallest blocks: the tiniest pool loom accepts.
 const TWO_BLOCKS: usize = 2 * MIN;
@@ -482,4 +485,44 @@ pub fn depot_handoff() {
     let mine = race_alloc(&pool, MIN, 0);
     join_exited(t, &pool, OWN);
     finish(&pool, vec![c, mine]);
+}
+
+/// Model 9a/9b: `threads` threads (this one included) run out of memory together, in a pool
+/// whose one block thread 0 holds. Every allocation must return out-of-memory, and, since
+/// nothing moves, no decision may find its search overlapped by another's: failing searches
+/// write nothing a transit snapshot sees. The rule they replaced (every search opened a
+/// transit) let threads that ran out together invalidate each other's searches forever.
+pub fn out_of_memory_together(threads: usize) {
+    let pool = Arc::new(uncached(FOUR_BLOCKS));
+    let all = Block::alloc(&pool, pool.size(), 0);
+    let ts: Vec<_> = (1..threads)
+        .map(|me| {
+            let pool = Arc::clone(&pool);
+            spawn(move || Block::try_alloc(&pool, MIN, me).map(|b| b.size()))
+        })
+        .collect();
+    let mine = Block::try_alloc(&pool, MIN, 0).map(|b| b.size());
+    let theirs: Vec<_> = ts.into_iter().map(join).collect();
+    assert!(
+        mine.is_none() && theirs.iter().all(Option::is_none),
+        "{BROKEN}: an allocation succeeded in a pool with no free byte"
+    );
+    wait_retired(&pool, OWN);
+    if let Some(n) = invalidated_searches(&pool) {
+        assert_eq!(
+            n, 0,
+            "{BROKEN}: failing searches invalidated each other ({n} decision searches redone)"
+        );
+    }
+    finish(&pool, vec![all]);
+}
+
+/// Model 9a: two threads run out together.
+pub fn out_of_memory_together_2() {
+    out_of_memory_together(2);
+}
+
+/// Model 9b: three threads run out together.
+pub fn out_of_memory_together_3() {
+    out_of_memory_together(3);
 }

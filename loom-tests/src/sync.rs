@@ -94,3 +94,15 @@ pub fn join_exited<T>(t: Handle<T>, pool: &ConcurrentPool, caches_left: usize) -
     wait_retired(pool, caches_left);
     r
 }
+
+/// Out-of-memory decision searches of `pool` that another thread's move overlapped, where the
+/// build can say (loom's hook, `--cfg balloc_loom`); `None` on real threads.
+pub fn invalidated_searches(pool: &ConcurrentPool) -> Option<usize> {
+    #[cfg(balloc_loom)]
+    return Some(pool.invalidated_searches());
+    #[cfg(not(balloc_loom))]
+    {
+        let _ = pool;
+        None
+    }
+}

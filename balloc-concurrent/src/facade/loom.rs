@@ -6,7 +6,7 @@ use core::ptr::NonNull;
 use balloc_core::InitError;
 use balloc_core::SMALLEST_K;
 
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 pub(crate) use loom::thread::yield_now;
 
 /// loom's `thread_local!` for declarations written as std's with a `const { .. }` initialiser

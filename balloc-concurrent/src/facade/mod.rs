@@ -25,8 +25,8 @@ pub(crate) use self::loom as imp;
 
 pub(crate) use crossbeam_utils::CachePadded;
 pub(crate) use imp::{
-    depot_peek, thread_local, yield_now, AtomicPtr, AtomicU64, AtomicUsize, Ordering, TagTable,
-    TagWords, Words,
+    depot_peek, fence, thread_local, yield_now, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    TagTable, TagWords, Words,
 };
 
 /// Whether `--cfg balloc_chaos` is on: race windows yield (see [`chaos_point`]).

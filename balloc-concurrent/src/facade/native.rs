@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 use balloc_core::internal::Mapping;
 use balloc_core::InitError;
 
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 pub(crate) use std::thread::yield_now;
 pub(crate) use std::thread_local;
 

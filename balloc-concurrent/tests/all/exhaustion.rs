@@ -5,7 +5,7 @@ use std::sync::Barrier;
 
 use balloc_concurrent::ConcurrentPool;
 
-use crate::{assert_whole, SendPtr};
+use crate::{assert_whole, SendPtr, POOL};
 
 fn race(threads: usize, pool_size: usize, block: usize) {
     let pool = ConcurrentPool::new(pool_size).unwrap();
@@ -129,6 +129,89 @@ fn no_false_out_of_memory_while_others_split_and_merge() {
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
         assert_eq!(failures, 0, "caching {caching}: false out-of-memory");
+        pool.flush_thread_cache();
+        assert_whole(&pool);
+    }
+}
+
+/// A `LocalCache` that runs out hands back this thread's implicit cache for the same pool too:
+/// a block freed through the pool (into the implicit cache) is found by the handle.
+#[test]
+fn local_cache_out_of_memory_flushes_this_threads_implicit_cache() {
+    const BLOCK: usize = 4096;
+    let pool = ConcurrentPool::new(POOL).unwrap();
+    let p = pool.alloc(BLOCK).unwrap();
+    pool.free(p).unwrap();
+    assert_eq!(
+        pool.stats().cached_bytes,
+        BLOCK,
+        "the implicit cache holds it"
+    );
+    let local = pool.local();
+    let mut held = Vec::new();
+    while let Ok(p) = local.alloc(BLOCK) {
+        held.push(p);
+    }
+    assert_eq!(
+        held.len(),
+        POOL / BLOCK,
+        "every block, the cached one included"
+    );
+    for p in held {
+        local.free(p).unwrap();
+    }
+    drop(local);
+    pool.flush_thread_cache();
+    assert_whole(&pool);
+}
+
+/// Once full, a pool answers out-of-memory again and again (the remembered decision), and the
+/// first free makes the next allocation succeed at once, of the freed size and, after its
+/// buddy is freed too, of the size above. Frees come from other threads, whose caches go back
+/// at exit (a join waits for that), so this thread's allocation has to find them in the pool.
+#[test]
+fn a_full_pool_serves_again_at_once() {
+    let free_elsewhere = |pool: &ConcurrentPool, blocks: &[SendPtr]| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for b in blocks {
+                    pool.free(b.get()).unwrap();
+                }
+            })
+            .join()
+            .unwrap();
+        });
+    };
+    for caching in [false, true] {
+        let pool = ConcurrentPool::builder()
+            .size(POOL)
+            .cache_capacity(if caching { 256 } else { 0 })
+            .build()
+            .unwrap();
+        let mut held = Vec::new();
+        while let Ok(p) = pool.alloc(64) {
+            held.push(SendPtr(p));
+        }
+        assert_eq!(held.len(), POOL / 64, "caching {caching}");
+        for _ in 0..3 {
+            assert!(pool.alloc(64).is_err() && pool.alloc(4096).is_err());
+        }
+        held.sort();
+        let (a, b) = (held.remove(10), held.remove(10));
+        assert_eq!(b.get().as_ptr().addr() - a.get().as_ptr().addr(), 64);
+        free_elsewhere(&pool, &[a]);
+        let again = pool.alloc(64).expect("served at once after a free");
+        assert_eq!(again, a.get());
+        assert!(pool.alloc(64).is_err(), "and nothing else");
+        free_elsewhere(&pool, &[SendPtr(again), b]);
+        let pair = pool
+            .alloc(128)
+            .expect("two buddies freed make a 128-byte block");
+        assert!(pool.alloc(64).is_err(), "and nothing else");
+        pool.free(pair).unwrap();
+        for p in held {
+            pool.free(p.get()).unwrap();
+        }
         pool.flush_thread_cache();
         assert_whole(&pool);
     }

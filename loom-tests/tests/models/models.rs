@@ -139,3 +139,23 @@ fn m7d_pool_drop_races_thread_exit() {
 fn m8_depot_handoff() {
     check("m8_depot_handoff", 3, s::depot_handoff);
 }
+
+/// Model 9a: two threads run out of memory together; both decide at once.
+#[test]
+fn m9a_out_of_memory_together_2() {
+    check(
+        "m9a_out_of_memory_together_2",
+        3,
+        s::out_of_memory_together_2,
+    );
+}
+
+/// Model 9b: three threads run out of memory together; all decide at once.
+#[test]
+fn m9b_out_of_memory_together_3() {
+    check(
+        "m9b_out_of_memory_together_3",
+        2,
+        s::out_of_memory_together_3,
+    );
+}

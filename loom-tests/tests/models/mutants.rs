@@ -8,6 +8,10 @@
 //! 8 must catch a magazine taken by two threads (one hands its blocks out, the other returns
 //! them to the bitmaps).
 //!
+//! A fourth mutant restores the out-of-memory rule that livelocked (`Region::search` and
+//! `ladder::decide`): every search opens a transit, and a decision counts its own as the only
+//! one allowed. Models 9a and 9b must catch failing searches invalidating each other.
+//!
 //! A failing model still runs all its executions (see `loom_tests::model`), so the
 //! three-thread models run here at bound 2, where they fail just the same, to keep this fast.
 //! Each fails early (1a in its first execution, the two-thread models within about 20, 2b
@@ -70,4 +74,24 @@ fn m4b_catches_claim_mutant() {
 )]
 fn m8_catches_depot_mutant() {
     check("m8_depot_handoff", 3, s::depot_handoff);
+}
+
+#[test]
+#[should_panic(expected = "balloc invariant broken: failing searches invalidated each other")]
+fn m9a_catches_oom_rule_mutant() {
+    check(
+        "m9a_out_of_memory_together_2",
+        3,
+        s::out_of_memory_together_2,
+    );
+}
+
+#[test]
+#[should_panic(expected = "balloc invariant broken: failing searches invalidated each other")]
+fn m9b_catches_oom_rule_mutant() {
+    check(
+        "m9b_out_of_memory_together_3",
+        2,
+        s::out_of_memory_together_3,
+    );
 }
