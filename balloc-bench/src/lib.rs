@@ -8,4 +8,5 @@ pub mod machine;
 pub mod registry;
 pub mod report;
 pub mod rng;
+pub mod worker;
 pub mod workload;
