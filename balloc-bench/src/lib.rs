@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod balloc;
+pub mod exhaust;
 pub mod machine;
 pub mod registry;
 pub mod report;
