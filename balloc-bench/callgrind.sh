@@ -5,6 +5,9 @@
 #                                             system mimalloc jemalloc)
 #   SIZE=4096 balloc-bench/callgrind.sh heap
 #   balloc-bench/callgrind.sh buddy-pool-batch heap-batch   (core/batch; N1, N2 multiples of 1000)
+#   balloc-bench/callgrind.sh full-pool full-local full-global system   (running out of memory:
+#       failing calls on a full pool, per call; GlobalPool pairs served by its system fallback;
+#       where a failing call is slow, a smaller N1 and N2, e.g. 2000 and 4000, keep the run short)
 #
 # Each allocator runs twice, with N1 and N2 pairs; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels the
 # setup (pool reservation, process start), leaving the loop: alloc, free, ~11 instructions of

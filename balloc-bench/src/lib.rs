@@ -4,8 +4,10 @@
 
 pub mod alloc;
 pub mod balloc;
+pub mod exhaust;
 pub mod machine;
 pub mod registry;
 pub mod report;
 pub mod rng;
+pub mod worker;
 pub mod workload;

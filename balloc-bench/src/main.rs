@@ -1,18 +1,32 @@
-//! The scaling report: every workload × allocator × thread count, side by side in one process.
+//! The scaling report: every workload × allocator × thread count, side by side.
 //!
 //! `cargo run --release -p balloc-bench -- --help` for the flags. Prints the tables and writes
 //! `scaling.svg`, `results.csv` and `results.md` to `target/balloc-report/` (or `--out`).
+//!
+//! The runs happen in a worker process (this binary with `--worker`, see
+//! `balloc_bench::worker`), each under a time limit, so that a run that hangs is reported as
+//! stalled instead of hanging the report.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use balloc_bench::machine::Machine;
-use balloc_bench::registry::{AllocKind, Instances, Run, ThreadPools, Workload};
-use balloc_bench::report::{self, Report, Sample};
-use balloc_bench::workload::Budget;
+use balloc_bench::registry::{AllocKind, Workload};
+use balloc_bench::report::{self, Report, Sample, Status};
+use balloc_bench::worker::{self, Ended, Request, Worker};
+use balloc_bench::workload::Outcome;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The default time limit of a run is this many times a run's length (warm-up included) ...
+const LIMIT_RUNS: u32 = 40;
+/// ... and at least this. Generous, because a limit that cuts a slow but working run would
+/// report a stall that is not there: an oversubscribed run overshoots its deadline by its
+/// slowest ops, `fragmentation` has no deadline (it runs until its pool is full), and the
+/// first run in a worker also starts the process and makes the allocator.
+const LIMIT_MIN: Duration = Duration::from_secs(20);
 
 /// balloc's scaling report: throughput of balloc and its peers across thread counts.
 #[derive(Parser, Debug)]
@@ -46,10 +60,21 @@ struct Args {
     /// `balloc-report/`).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Time limit of one run, warm-up runs included, in milliseconds: a run without a result by
+    /// then is killed and reported as stalled (default: 40 × (warm-up + duration), at least
+    /// 20,000).
+    #[arg(long)]
+    cell_timeout_ms: Option<u64>,
+    /// Serve runs on stdin/stdout (the report starts itself with this; see `worker.rs`).
+    #[arg(long, hide = true)]
+    worker: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = Args::parse();
+    if args.worker {
+        return worker::serve();
+    }
     if args.quick {
         args.duration_ms = 5;
         args.reps = 1;
@@ -67,6 +92,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let machine = Machine::detect();
     let duration = Duration::from_millis(args.duration_ms);
     let warmup = Duration::from_millis(args.warmup_ms);
+    let limit = args.cell_timeout_ms.map_or_else(
+        || LIMIT_MIN.max((warmup + duration) * LIMIT_RUNS),
+        Duration::from_millis,
+    );
 
     // What to run, per workload: the allocators it applies to.
     let plan: Vec<(Workload, Vec<AllocKind>)> = args
@@ -95,29 +124,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "runs: {} ms each, {} repetitions (median and min–max shown), {} ms warm-up per cell, seed {:#x}",
         args.duration_ms, args.reps, args.warmup_ms, args.seed
     );
+    println!(
+        "time limit: {:.1} s a run (a run without a result by then is killed and reported as stalled)",
+        limit.as_secs_f64()
+    );
     std::io::stdout().flush()?;
 
-    let instances = Instances::new();
-    let pools = ThreadPools::new();
+    let mut runner = Runner {
+        worker: Worker::new(std::env::current_exe()?),
+        limit,
+        warmup,
+        seed: args.seed,
+        warm: HashSet::new(),
+        warm_lost: 0,
+        warm_failed: HashSet::new(),
+        incidents: Vec::new(),
+        started: Instant::now(),
+    };
     let bar = ProgressBar::new(total as u64).with_style(ProgressStyle::with_template(
         "{elapsed_precise} [{bar:40}] {pos}/{len} runs, ~{eta} left  {msg}",
     )?);
-    let started = Instant::now();
+    let started = runner.started;
     let mut samples = Vec::with_capacity(total);
     let log = !std::io::stderr().is_terminal();
     for (w, allocs) in &plan {
-        let run = |n: usize, budget, seed| Run {
-            workload: *w,
-            pool: pools.get(n),
-            budget,
-            seed,
-        };
-        if w.is_throughput() && !warmup.is_zero() {
-            for &n in &args.threads {
-                bar.set_message(format!("{} × {n} threads: warm-up", w.id()));
-                for &a in allocs {
-                    run(n, Budget::Time(warmup), args.seed).on(&instances, a);
-                }
+        let w = *w;
+        for &n in &args.threads {
+            bar.set_message(format!("{} × {n} threads: warm-up", w.id()));
+            for &a in allocs {
+                runner.warm_up(w, n, a, &bar)?;
             }
         }
         // Repetitions are the outer loop and thread counts the inner one, so that a slow phase of
@@ -138,6 +173,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for i in 0..allocs.len() {
                     let a = allocs[(i + rep) % allocs.len()];
                     bar.set_message(format!("{} × {n} threads × {}", w.id(), a.id()));
+                    // Only after a lost worker is there anything to warm up here.
+                    runner.warm_up(w, n, a, &bar)?;
                     // Throughput workloads replay the same random sequence every repetition;
                     // `fragmentation` draws a new one, so its spread shows the seed's influence.
                     let seed = if w.is_throughput() {
@@ -145,12 +182,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     } else {
                         args.seed + rep as u64
                     };
-                    let outcome = run(n, Budget::Time(duration), seed).on(&instances, a);
+                    let req = Request {
+                        workload: w,
+                        alloc: a,
+                        threads: n,
+                        duration,
+                        seed,
+                        rep: Some(rep),
+                    };
+                    let (status, outcome) = runner.send(req, &bar)?;
                     samples.push(Sample {
-                        workload: *w,
+                        workload: w,
                         alloc: a,
                         threads: n,
                         rep,
+                        status,
                         outcome,
                     });
                     bar.inc(1);
@@ -158,6 +204,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+    let incidents = std::mem::take(&mut runner.incidents);
+    // Its worker exits now rather than idle while the report is written.
+    drop(runner);
     bar.finish_and_clear();
     let wall = started.elapsed();
 
@@ -173,34 +222,145 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if errors > 0 {
         println!("\nWARNING: {errors} allocations failed in throughput workloads (marked above)");
     }
+    if !incidents.is_empty() {
+        println!(
+            "\nWARNING: {} runs did not finish (marked above, left out of every number):",
+            incidents.len()
+        );
+        for line in &incidents {
+            println!("  {line}");
+        }
+    }
     println!("\ntotal {:.1} s", wall.as_secs_f64());
 
     let dir = args.out.unwrap_or_else(report::default_dir);
     std::fs::create_dir_all(&dir)?;
     let mut header = format!(
         "# balloc scaling report\n\nMachine: {machine}.  \nRuns: {} ms each, {} repetitions, \
-         {} ms warm-up per cell, seed {:#x}; {} s in all.  \nOp = one allocation and its free. \
-         Cells: median [min–max] over the repetitions, then the ratio of the median to the first \
-         row's.\n",
+         {} ms warm-up per cell, seed {:#x}, time limit {:.1} s a run; {} s in all.  \nOp = one \
+         allocation and its free. Cells: median [min–max] over the repetitions, then the ratio \
+         of the median to the first row's.\n",
         args.duration_ms,
         args.reps,
         args.warmup_ms,
         args.seed,
+        limit.as_secs_f64(),
         wall.as_secs()
     );
     if let Some(note) = machine.oversubscription(&args.threads) {
         header.push_str(&format!("\nNote: {note}.\n"));
     }
+    if !incidents.is_empty() {
+        header.push_str(&format!(
+            "\n**{} runs did not finish** (killed at the time limit, or crashed), marked in the \
+             tables and left out of every number:\n\n",
+            incidents.len()
+        ));
+        for line in &incidents {
+            header.push_str(&format!("- {line}\n"));
+        }
+    }
     std::fs::write(dir.join("results.md"), header + &report.markdown())?;
     std::fs::write(dir.join("results.csv"), report::csv(&samples))?;
-    let subtitle = format!(
+    let mut subtitle = format!(
         "{machine}; median of {} runs of {} ms; op = one allocation and its free",
         args.reps, args.duration_ms
     );
+    if !incidents.is_empty() {
+        subtitle.push_str("; cells with a stalled or crashed run left out");
+    }
     report::svg(&report, &dir.join("scaling.svg"), &subtitle)?;
     println!(
         "wrote {}/{{scaling.svg,results.csv,results.md}}",
         dir.display()
     );
     Ok(())
+}
+
+/// Sends runs to the worker, keeps the warm-up state of the current worker, and logs the runs
+/// that do not finish.
+struct Runner {
+    worker: Worker,
+    limit: Duration,
+    warmup: Duration,
+    seed: u64,
+    /// The cells warmed up in the current worker: a new worker (after a stall or a crash) has
+    /// new allocators, so each cell is warmed up again before its next measured run.
+    warm: HashSet<(Workload, usize, AllocKind)>,
+    /// `worker.lost()` when `warm` was last valid.
+    warm_lost: u64,
+    /// Cells whose warm-up did not finish: not tried again (it would not finish either).
+    warm_failed: HashSet<(Workload, usize, AllocKind)>,
+    /// One line per run that did not finish, for the summary.
+    incidents: Vec<String>,
+    started: Instant,
+}
+
+impl Runner {
+    /// Sends one run to the worker and says how it ended.
+    fn send(&mut self, req: Request, bar: &ProgressBar) -> std::io::Result<(Status, Outcome)> {
+        let (status, what) = match self.worker.run(&req, self.limit)? {
+            Ended::Done(o) => return Ok((Status::Done, o)),
+            Ended::Stalled => (
+                Status::Stalled,
+                format!(
+                    "stalled (no result within {:.1} s); its worker was killed",
+                    self.limit.as_secs_f64()
+                ),
+            ),
+            Ended::Crashed(exit) => (
+                Status::Crashed,
+                format!("crashed ({exit}); the worker's stderr says why"),
+            ),
+        };
+        let run = match req.rep {
+            Some(r) => format!("repetition {}", r + 1),
+            None => "warm-up".to_owned(),
+        };
+        let line = format!(
+            "{} × {} threads × {}, {run}: {what}",
+            req.workload.id(),
+            req.threads,
+            req.alloc.id()
+        );
+        let t = self.started.elapsed().as_secs_f64();
+        bar.suspend(|| eprintln!("[{t:5.1} s] {line}"));
+        self.incidents.push(line);
+        Ok((status, Outcome::default()))
+    }
+
+    /// Warms `(w, n, a)` up, unless it already was in the current worker (or its warm-up did
+    /// not finish before).
+    fn warm_up(
+        &mut self,
+        w: Workload,
+        n: usize,
+        a: AllocKind,
+        bar: &ProgressBar,
+    ) -> std::io::Result<()> {
+        if !w.is_throughput() || self.warmup.is_zero() || self.warm_failed.contains(&(w, n, a)) {
+            return Ok(());
+        }
+        if self.worker.lost() != self.warm_lost {
+            self.warm.clear();
+            self.warm_lost = self.worker.lost();
+        }
+        if self.warm.contains(&(w, n, a)) {
+            return Ok(());
+        }
+        let req = Request {
+            workload: w,
+            alloc: a,
+            threads: n,
+            duration: self.warmup,
+            seed: self.seed,
+            rep: None,
+        };
+        if self.send(req, bar)?.0 == Status::Done {
+            self.warm.insert((w, n, a));
+        } else {
+            self.warm_failed.insert((w, n, a));
+        }
+        Ok(())
+    }
 }

@@ -11,6 +11,28 @@ use plotters::prelude::*;
 use crate::registry::{AllocKind, Workload};
 use crate::workload::Outcome;
 
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// It finished: its outcome is a measurement.
+    Done,
+    /// No result within the time limit of a run; its worker process was killed.
+    Stalled,
+    /// Its worker process died before answering (a panic or an abort).
+    Crashed,
+}
+
+impl Status {
+    /// The word in tables and in the CSV's `status` column.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Done => "ok",
+            Status::Stalled => "stalled",
+            Status::Crashed => "crashed",
+        }
+    }
+}
+
 /// One run of one workload on one allocator at one thread count.
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -22,38 +44,77 @@ pub struct Sample {
     pub threads: usize,
     /// Repetition number, from 0.
     pub rep: usize,
-    /// What was measured.
+    /// How the run ended; `outcome` means something only when it is [`Status::Done`].
+    pub status: Status,
+    /// What was measured (all zero for a run that did not finish).
     pub outcome: Outcome,
 }
 
 impl Sample {
     /// The number the report is about: Mops/s, or for `fragmentation` the requested share live
-    /// at the first out-of-memory, in percent.
-    pub fn value(&self) -> f64 {
-        match &self.outcome.frag {
+    /// at the first out-of-memory, in percent; `None` for a run that did not finish.
+    pub fn value(&self) -> Option<f64> {
+        (self.status == Status::Done).then(|| match &self.outcome.frag {
             Some(f) => f.requested_share * 100.0,
             None => self.outcome.mops(),
-        }
+        })
     }
 }
 
 /// Median and spread of the repetitions of one (workload, allocator, threads).
+///
+/// Runs that did not finish (stalled or crashed) are counted, and left out of every number.
 #[derive(Clone, Debug)]
 pub struct Cell {
-    /// Median of [`Sample::value`].
-    pub median: f64,
-    /// Smallest.
-    pub min: f64,
-    /// Largest.
-    pub max: f64,
-    /// Failed allocations over all repetitions (throughput workloads).
+    /// Median, smallest and largest [`Sample::value`] of the finished runs (`None`: none
+    /// finished).
+    pub value: Option<Spread>,
+    /// Runs, finished or not.
+    pub runs: usize,
+    /// Runs that stalled.
+    pub stalled: usize,
+    /// Runs whose worker crashed.
+    pub crashed: usize,
+    /// Failed allocations over the finished repetitions (throughput workloads).
     pub errors: u64,
     /// `fragmentation`: median share of the pool in allocated blocks, in percent.
     pub allocated_median: Option<f64>,
     /// Throughput workloads: this thread count's throughput over the same allocator's at the
     /// smallest thread count, as [`Spread`] over repetitions paired by number (`None` at the
-    /// smallest count itself, or where no repetition has both).
+    /// smallest count itself, or where no repetition has both finished).
     pub scaling: Option<Spread>,
+}
+
+impl Cell {
+    /// Runs that did not finish.
+    pub fn unfinished(&self) -> usize {
+        self.stalled + self.crashed
+    }
+
+    /// What stands where the number would be when no run finished.
+    fn failure_word(&self) -> &'static str {
+        match (self.stalled, self.crashed) {
+            (_, 0) => "stalled",
+            (0, _) => "crashed",
+            _ => "stalled/crashed",
+        }
+    }
+
+    /// A note on the runs that did not finish, such as ` (2/5 stalled)`, or nothing.
+    fn unfinished_note(&self) -> String {
+        let mut parts = Vec::new();
+        if self.stalled > 0 {
+            parts.push(format!("{}/{} stalled", self.stalled, self.runs));
+        }
+        if self.crashed > 0 {
+            parts.push(format!("{}/{} crashed", self.crashed, self.runs));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
 }
 
 /// Median, smallest and largest of a handful of numbers.
@@ -105,6 +166,8 @@ pub fn summarize(samples: &[Sample]) -> Cells {
     }
     // Per (workload, allocator): the smallest thread count run, and its value per repetition.
     let mut base: BTreeMap<(Workload, AllocKind), (usize, BTreeMap<usize, f64>)> = BTreeMap::new();
+    // The smallest count is chosen among all runs, finished or not, so that a stalled 1-thread
+    // cell leaves the scaling table empty rather than moving its base to 2 threads.
     for s in samples.iter().filter(|s| s.workload.is_throughput()) {
         let entry = base
             .entry((s.workload, s.alloc))
@@ -112,8 +175,8 @@ pub fn summarize(samples: &[Sample]) -> Cells {
         if s.threads < entry.0 {
             *entry = (s.threads, BTreeMap::new());
         }
-        if s.threads == entry.0 {
-            entry.1.insert(s.rep, s.value());
+        if let (true, Some(v)) = (s.threads == entry.0, s.value()) {
+            entry.1.insert(s.rep, v);
         }
     }
     groups
@@ -125,21 +188,22 @@ pub fn summarize(samples: &[Sample]) -> Cells {
                 }
                 let ratios = ss
                     .iter()
-                    .filter_map(|s| by_rep.get(&s.rep).map(|b| s.value() / b))
+                    .filter_map(|s| Some(s.value()? / by_rep.get(&s.rep)?))
                     .collect();
                 Spread::of(ratios)
             });
-            let values: Vec<f64> = ss.iter().map(|s| s.value()).collect();
-            let allocated: Vec<f64> = ss
-                .iter()
+            let done = || ss.iter().filter(|s| s.status == Status::Done);
+            let count = |status| ss.iter().filter(|s| s.status == status).count();
+            let allocated: Vec<f64> = done()
                 .filter_map(|s| s.outcome.frag.map(|f| f.allocated_share * 100.0))
                 .filter(|v| !v.is_nan())
                 .collect();
             let cell = Cell {
-                median: median(values.clone()),
-                min: values.iter().copied().fold(f64::INFINITY, f64::min),
-                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                errors: ss.iter().map(|s| s.outcome.errors).sum(),
+                value: Spread::of(ss.iter().filter_map(|s| s.value()).collect()),
+                runs: ss.len(),
+                stalled: count(Status::Stalled),
+                crashed: count(Status::Crashed),
+                errors: done().map(|s| s.outcome.errors).sum(),
                 allocated_median: (!allocated.is_empty()).then(|| median(allocated)),
                 scaling,
             };
@@ -188,27 +252,32 @@ impl Report<'_> {
         let Some(c) = self.cells.get(&(w, a, n)) else {
             return "-".into();
         };
-        if w.is_throughput() {
+        let Some(v) = c.value else {
+            return c.failure_word().into();
+        };
+        let mut s = if w.is_throughput() {
             let mut s = format!(
                 "{} [{}–{}]",
-                fmt_num(c.median),
-                fmt_num(c.min),
-                fmt_num(c.max)
+                fmt_num(v.median),
+                fmt_num(v.min),
+                fmt_num(v.max)
             );
-            if let Some(r) = self.cells.get(&(w, reference, n)) {
-                let _ = write!(s, " {:.2}×", c.median / r.median);
+            if let Some(r) = self.cells.get(&(w, reference, n)).and_then(|r| r.value) {
+                let _ = write!(s, " {:.2}×", v.median / r.median);
             }
             if c.errors > 0 {
                 let _ = write!(s, " ({} failed allocs!)", c.errors);
             }
             s
         } else {
-            let mut s = format!("{:.1}% [{:.1}–{:.1}]", c.median, c.min, c.max);
+            let mut s = format!("{:.1}% [{:.1}–{:.1}]", v.median, v.min, v.max);
             if let Some(a) = c.allocated_median {
                 let _ = write!(s, " blocks {a:.1}%");
             }
             s
-        }
+        };
+        s.push_str(&c.unfinished_note());
+        s
     }
 
     fn title(w: Workload) -> String {
@@ -228,18 +297,46 @@ impl Report<'_> {
 
     /// The scaling table's cell: throughput at `n` threads over the smallest thread count's.
     fn scaling_text(&self, w: Workload, a: AllocKind, n: usize) -> String {
-        match self.cells.get(&(w, a, n)) {
-            Some(Cell {
-                scaling: Some(s), ..
-            }) => format!("{:.2}× [{:.2}–{:.2}]", s.median, s.min, s.max),
-            Some(_) if Some(&n) == self.threads.iter().min() => "1".into(),
-            _ => "-".into(),
+        let Some(c) = self.cells.get(&(w, a, n)) else {
+            return "-".into();
+        };
+        let s = match c.scaling {
+            _ if c.value.is_none() => return c.failure_word().into(),
+            Some(s) => format!("{:.2}× [{:.2}–{:.2}]", s.median, s.min, s.max),
+            None if Some(&n) == self.threads.iter().min() => "1".into(),
+            None => "-".into(),
+        };
+        s + &c.unfinished_note()
+    }
+
+    /// The note under a table where a run did not finish.
+    fn unfinished_note(&self, w: Workload) -> Option<String> {
+        let cells = self.cells.iter().filter(|(k, _)| k.0 == w).map(|(_, c)| c);
+        let (stalled, crashed) = cells.fold((0, 0), |(s, c), x| (s + x.stalled, c + x.crashed));
+        if stalled + crashed == 0 {
+            return None;
         }
+        let mut note = String::from("Note: ");
+        if stalled > 0 {
+            note.push_str(
+                "'stalled' = no result within the time limit of a run; its worker process was \
+                 killed. ",
+            );
+        }
+        if crashed > 0 {
+            note.push_str("'crashed' = the run's worker process died before answering. ");
+        }
+        note.push_str(
+            "Such runs are left out of the medians, min–max, ratios and scaling pairs; \
+             'k/n' counts them among the runs of a cell.",
+        );
+        Some(note)
     }
 
     /// Every table: per workload its main table, then for a throughput workload run at more than
-    /// one thread count its scaling table. Each is a title and rows of cells (a header row first).
-    fn tables(&self) -> Vec<(String, Vec<Vec<String>>)> {
+    /// one thread count its scaling table. Each is a title, rows of cells (a header row first),
+    /// and a note on runs that did not finish, if any.
+    fn tables(&self) -> Vec<(String, Vec<Vec<String>>, Option<String>)> {
         let header: Vec<String> = std::iter::once("allocator".to_owned())
             .chain(self.threads.iter().map(|n| format!("{n} thr")))
             .collect();
@@ -260,9 +357,11 @@ impl Report<'_> {
                 }
                 t
             };
+            let note = self.unfinished_note(w);
             out.push((
                 Self::title(w),
                 table(&|a, n| self.cell_text(w, a, n, reference)),
+                note.clone(),
             ));
             if w.is_throughput() && self.threads.len() > 1 {
                 let n0 = self.threads.iter().min().copied().unwrap_or(1);
@@ -273,6 +372,7 @@ impl Report<'_> {
                         w.id()
                     ),
                     table(&|a, n| self.scaling_text(w, a, n)),
+                    note,
                 ));
             }
         }
@@ -282,7 +382,7 @@ impl Report<'_> {
     /// Plain-text tables, columns aligned.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        for (title, table) in self.tables() {
+        for (title, table, note) in self.tables() {
             let widths: Vec<usize> = (0..table[0].len())
                 .map(|i| {
                     table
@@ -308,6 +408,9 @@ impl Report<'_> {
                     .collect();
                 let _ = writeln!(out, "  {}", line.join("  "));
             }
+            if let Some(note) = note {
+                let _ = writeln!(out, "  {note}");
+            }
         }
         out
     }
@@ -315,7 +418,7 @@ impl Report<'_> {
     /// Markdown tables.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        for (title, table) in self.tables() {
+        for (title, table, note) in self.tables() {
             let _ = writeln!(out, "\n#### {title}\n");
             for (i, row) in table.iter().enumerate() {
                 let cells: Vec<String> = row.iter().map(|c| c.replace('<', "\\<")).collect();
@@ -324,17 +427,34 @@ impl Report<'_> {
                     let _ = writeln!(out, "|---|{}", "---:|".repeat(row.len() - 1));
                 }
             }
+            if let Some(note) = note {
+                let _ = writeln!(out, "\n{note}");
+            }
         }
         out
     }
 }
 
-/// Every sample, one line each.
+/// Every sample, one line each. A run that did not finish has its `status` (`stalled`,
+/// `crashed`) and empty measurement columns.
 pub fn csv(samples: &[Sample]) -> String {
     let mut out = String::from(
-        "workload,allocator,threads,rep,ops,errors,seconds,mops,live_requested_share,live_allocated_share\n",
+        "workload,allocator,threads,rep,ops,errors,seconds,mops,live_requested_share,\
+         live_allocated_share,status\n",
     );
     for s in samples {
+        if s.status != Status::Done {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},,,,,,,{}",
+                s.workload.id(),
+                s.alloc.id(),
+                s.threads,
+                s.rep,
+                s.status.word()
+            );
+            continue;
+        }
         let o = &s.outcome;
         let (req, alloc) = o.frag.map_or((String::new(), String::new()), |f| {
             let a = if f.allocated_share.is_nan() {
@@ -351,7 +471,7 @@ pub fn csv(samples: &[Sample]) -> String {
         };
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{:.6},{},{},{}",
+            "{},{},{},{},{},{},{:.6},{},{},{},{}",
             s.workload.id(),
             s.alloc.id(),
             s.threads,
@@ -361,7 +481,8 @@ pub fn csv(samples: &[Sample]) -> String {
             o.elapsed.as_secs_f64(),
             mops,
             req,
-            alloc
+            alloc,
+            s.status.word()
         );
     }
     out
@@ -394,21 +515,26 @@ fn color(i: usize) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-/// One line of a chart: the allocator's palette index, the allocator, its (x, y) points.
-type Series = (usize, AllocKind, Vec<(f64, f64)>);
+/// One line of a chart: the allocator's palette index, the allocator, and its (x, y) points
+/// as runs of neighbouring thread counts (a line is not drawn across a cell left out).
+type Series = (usize, AllocKind, Vec<Vec<(f64, f64)>>);
 
-/// Draws each series as a line with dots, and the legend.
+/// Draws each series as lines with dots, and the legend.
 macro_rules! draw_lines {
     ($chart:ident, $series:ident) => {
-        for (idx, a, pts) in &$series {
+        for (idx, a, segments) in &$series {
             let c = color(*idx);
+            // The legend entry, on a series of its own: a line may have no point at all.
             $chart
-                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
+                .draw_series(LineSeries::new(std::iter::empty(), c.stroke_width(2)))?
                 .label(a.label())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
                 });
-            $chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+            for pts in segments {
+                $chart.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?;
+                $chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+            }
         }
         $chart
             .configure_series_labels()
@@ -421,7 +547,8 @@ macro_rules! draw_lines {
 }
 
 /// Draws one chart per workload (throughput vs threads, one line per allocator; for
-/// `fragmentation`, live share vs threads) into one SVG file.
+/// `fragmentation`, live share vs threads) into one SVG file. A cell with a run that did not
+/// finish is left out: its median would leave out exactly the runs that went wrong.
 ///
 /// # Errors
 /// When the file cannot be written.
@@ -451,17 +578,27 @@ pub fn svg(
             .iter()
             .map(|&a| {
                 let idx = AllocKind::ALL.iter().position(|&k| k == a).unwrap_or(0);
-                let pts = threads
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, &n)| {
-                        report.cells.get(&(w, a, n)).map(|c| (i as f64, c.median))
-                    })
-                    .collect();
-                (idx, a, pts)
+                let mut segments = vec![Vec::new()];
+                for (i, &n) in threads.iter().enumerate() {
+                    let point = report
+                        .cells
+                        .get(&(w, a, n))
+                        .filter(|c| c.unfinished() == 0)
+                        .and_then(|c| c.value);
+                    match point {
+                        Some(v) => segments.last_mut().expect("one").push((i as f64, v.median)),
+                        None if segments.last().is_some_and(|s| !s.is_empty()) => {
+                            segments.push(Vec::new())
+                        }
+                        None => {}
+                    }
+                }
+                (idx, a, segments)
             })
             .collect();
-        let values = series.iter().flat_map(|s| s.2.iter().map(|p| p.1));
+        let values = series
+            .iter()
+            .flat_map(|s| s.2.iter().flat_map(|seg| seg.iter().map(|p| p.1)));
         let (lo, hi) = values.fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
         if !lo.is_finite() {
             continue;
@@ -520,12 +657,21 @@ mod tests {
             alloc,
             threads,
             rep,
+            status: Status::Done,
             outcome: Outcome {
                 ops,
                 errors: 0,
                 elapsed: Duration::from_secs(1),
                 frag: None,
             },
+        }
+    }
+
+    fn stalled(alloc: AllocKind, threads: usize, rep: usize) -> Sample {
+        Sample {
+            status: Status::Stalled,
+            outcome: Outcome::default(),
+            ..sample(alloc, threads, rep, 0)
         }
     }
 
@@ -539,7 +685,14 @@ mod tests {
         ];
         let cells = summarize(&samples);
         let c = &cells[&(Workload::Pair64, AllocKind::BallocLocal, 1)];
-        assert_eq!((c.median, c.min, c.max), (20.0, 10.0, 30.0));
+        assert_eq!(
+            c.value,
+            Some(Spread {
+                median: 20.0,
+                min: 10.0,
+                max: 30.0
+            })
+        );
         let r = Report {
             cells: &cells,
             workloads: &[Workload::Pair64],
@@ -597,5 +750,69 @@ mod tests {
             md.contains("| balloc LocalCache | 1 | 1.50× [1.50–3.00] |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn stalled_runs_are_marked_and_left_out() {
+        let samples = vec![
+            sample(AllocKind::BallocLocal, 1, 0, 10_000_000),
+            sample(AllocKind::BallocLocal, 1, 1, 20_000_000),
+            // Every 2-thread run of balloc stalled.
+            stalled(AllocKind::BallocLocal, 2, 0),
+            stalled(AllocKind::BallocLocal, 2, 1),
+            // One of system's 1-thread runs stalled: the other is its median, alone.
+            stalled(AllocKind::System, 1, 0),
+            sample(AllocKind::System, 1, 1, 5_000_000),
+            sample(AllocKind::System, 2, 0, 8_000_000),
+            sample(AllocKind::System, 2, 1, 12_000_000),
+        ];
+        let cells = summarize(&samples);
+        let c = &cells[&(Workload::Pair64, AllocKind::BallocLocal, 2)];
+        assert_eq!((c.value, c.runs, c.stalled, c.crashed), (None, 2, 2, 0));
+        let c = &cells[&(Workload::Pair64, AllocKind::System, 1)];
+        assert_eq!(c.value.map(|v| v.median), Some(5.0));
+        // Only repetition 1 has both thread counts finished: 12 / 5.
+        let c = &cells[&(Workload::Pair64, AllocKind::System, 2)];
+        assert_eq!(c.scaling.map(|s| s.median), Some(2.4));
+        let r = Report {
+            cells: &cells,
+            workloads: &[Workload::Pair64],
+            allocs: &[AllocKind::BallocLocal, AllocKind::System],
+            threads: &[1, 2],
+        };
+        let md = r.markdown();
+        assert!(
+            md.contains("| balloc LocalCache | 15.0 [10.0–20.0] 1.00× | stalled |"),
+            "{md}"
+        );
+        // No ratio against a reference that has no number.
+        assert!(
+            md.contains(
+                "| system (glibc) | 5.00 [5.00–5.00] 0.33× (1/2 stalled) | 10.0 [8.00–12.0] |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| balloc LocalCache | 1 | stalled |"), "{md}");
+        assert!(
+            md.contains("| system (glibc) | 1 (1/2 stalled) | 2.40× [2.40–2.40] |"),
+            "{md}"
+        );
+        assert!(md.contains("left out of the medians"), "{md}");
+        assert!(r.text().contains("stalled"));
+        let csv = csv(&samples);
+        assert!(csv.lines().next().unwrap().ends_with(",status"));
+        assert!(
+            csv.contains("\npair-64,balloc-local,2,0,,,,,,,stalled\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("\npair-64,system,1,1,5000000,0,1.000000,5.0000,,,ok\n"),
+            "{csv}"
+        );
+        // The chart leaves the stalled cells out and still draws.
+        let dir = std::env::temp_dir().join(format!("balloc-report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        svg(&r, &dir.join("scaling.svg"), "test").unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

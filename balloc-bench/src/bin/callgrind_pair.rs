@@ -14,13 +14,20 @@
 //!
 //! Both the pool and the heap manage 16 MiB, as in `benches/core.rs`. Setup differs per
 //! allocator, so the script runs two iteration counts and divides the difference.
+//!
+//! The cost of running out of memory (`src/bin/exhaustion.rs` times the same calls): on a
+//! 16 MiB `ConcurrentPool` made full by `balloc_bench::exhaust::fill`, `full-pool` makes
+//! `iterations` failing `pool.alloc(size)` calls and `full-local` failing `LocalCache::alloc(size)`
+//! calls; `full-global` makes alloc + free pairs through a `GlobalPool` whose pool is full, so
+//! its system fallback serves them (compare with `system`).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::hint::black_box;
 use core::ptr::NonNull;
 
+use balloc_bench::exhaust::fill;
 use balloc_bench::workload::{BATCH_LEN, BATCH_SIZES};
-use balloc_concurrent::ConcurrentPool;
+use balloc_concurrent::{ConcurrentPool, GlobalPool};
 use balloc_core::internal::Mapping;
 use balloc_core::BuddyPool;
 
@@ -37,6 +44,17 @@ fn pairs(
     for _ in 0..n {
         let p = alloc(black_box(size));
         free(black_box(p), size);
+    }
+}
+
+/// The failing calls' loop: `alloc` must fail every time.
+#[inline(never)]
+fn fails<T, E>(n: u64, size: usize, mut alloc: impl FnMut(usize) -> Result<T, E>) {
+    for _ in 0..n {
+        assert!(
+            black_box(alloc(black_box(size))).is_err(),
+            "an allocation succeeded on a full pool"
+        );
     }
 }
 
@@ -86,7 +104,7 @@ fn global<A: GlobalAlloc>(a: &A, n: u64, size: usize) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: callgrind_pair <buddy-pool|heap|buddy-pool-batch|heap-batch|balloc-local|balloc-global|system|mimalloc|jemalloc> <iterations> [size]";
+    let usage = "usage: callgrind_pair <buddy-pool|heap|buddy-pool-batch|heap-batch|balloc-local|balloc-global|system|mimalloc|jemalloc|full-pool|full-local|full-global> <iterations> [size]";
     let which = args.next().expect(usage);
     let n: u64 = args.next().and_then(|s| s.parse().ok()).expect(usage);
     let size: usize = args.next().map_or(64, |s| s.parse().expect(usage));
@@ -149,6 +167,24 @@ fn main() {
             n,
             size,
         ),
+        "full-pool" => {
+            let pool = ConcurrentPool::new(REGION).expect("reserve the pool");
+            let _held = fill(&pool);
+            fails(n, size, |s| pool.alloc(s));
+        }
+        "full-local" => {
+            let pool = ConcurrentPool::new(REGION).expect("reserve the pool");
+            let _held = fill(&pool);
+            let local = pool.local();
+            fails(n, size, |s| local.alloc(s));
+        }
+        "full-global" => {
+            let gp = GlobalPool::new(REGION);
+            // The first allocation builds the pool; then it is filled.
+            global(&gp, 1, size);
+            let _held = fill(gp.pool().expect("the GlobalPool built its pool"));
+            global(&gp, n, size);
+        }
         "system" => global(&std::alloc::System, n, size),
         "mimalloc" => global(&mimalloc::MiMalloc, n, size),
         "jemalloc" => global(&tikv_jemallocator::Jemalloc, n, size),
