@@ -6,6 +6,7 @@ mod exhaustion;
 mod lifetime;
 mod matrix;
 mod seed;
+mod serve_after_free;
 mod stress;
 
 use balloc_concurrent::ConcurrentPool;
