@@ -10,7 +10,7 @@
 //! order nothing: the slots are plain memory only the owner touches); `stats` reads it as a
 //! snapshot.
 //!
-//! Invariant: `bottom <= top <= limit` per stack, and the slots `bottom..top` hold the
+//! Invariant: `bottom <= top <= limit <= end` per stack, and the slots `bottom..top` hold the
 //! addresses of distinct blocks of the stack's order, tagged (see `tags`), live in the bitmaps,
 //! that no caller holds. Slots hold addresses, not offsets, so a hit needs no base arithmetic;
 //! a pointer is rebuilt from the pool's base with `with_addr`, which keeps the region's
@@ -36,7 +36,8 @@ use crate::units::{Offset, Order};
 /// path. Orders that are not cached (and 64, the order of impossible sizes) have capacity 0.
 const STACKS: usize = usize::BITS as usize + 1;
 
-/// A bounded stack of block addresses in the slots `bottom..limit`, filled up to `top`.
+/// A bounded stack of block addresses in the slots `bottom..end`, filled up to `top`, taking
+/// pushes up to `limit` (`end`, or less while the cache is closed).
 ///
 /// Pointers rather than a length: a pop compares `top` with `bottom` and a push with `limit`,
 /// then reads or writes `*top` directly, with no index arithmetic and no separate load of the
@@ -48,7 +49,9 @@ struct Stack {
     /// The first slot.
     bottom: *mut usize,
     /// One past the last slot: `bottom + cap`.
-    limit: *mut usize,
+    end: *mut usize,
+    /// Where pushes stop: `end`, or `top` while the cache is closed (owner only).
+    limit: Cell<*mut usize>,
     /// Blocks moved per refill or flush.
     batch: usize,
 }
@@ -57,7 +60,7 @@ impl Stack {
     /// Slots in all.
     #[inline]
     fn cap(&self) -> usize {
-        (self.limit.addr() - self.bottom.addr()) / size_of::<usize>()
+        (self.end.addr() - self.bottom.addr()) / size_of::<usize>()
     }
 
     /// Blocks held (a snapshot when read from another thread than the owner).
@@ -102,6 +105,8 @@ pub(crate) struct Cache {
     last: Order,
     /// The pool's `pressure` epoch this cache last acted on (owner only).
     pub(crate) seen_pressure: Cell<u64>,
+    /// Whether the cache is closed (see [`Cache::close`]; owner only).
+    closed: Cell<bool>,
     /// Registry: the next cache of the pool's list; set before the cache is published, never
     /// changed after.
     pub(crate) next: *mut Cache,
@@ -155,7 +160,8 @@ impl Cache {
             Stack {
                 top: AtomicPtr::new(bottom),
                 bottom,
-                limit: bottom.wrapping_add(cap),
+                end: bottom.wrapping_add(cap),
+                limit: Cell::new(bottom.wrapping_add(cap)),
                 batch: config.batch.get(k).copied().unwrap_or(0) as usize,
             }
         });
@@ -170,6 +176,7 @@ impl Cache {
             first: config.first,
             last: config.last,
             seen_pressure: Cell::new(pressure),
+            closed: Cell::new(false),
             next: core::ptr::null_mut(),
             in_use: AtomicUsize::new(1),
         };
@@ -247,7 +254,7 @@ impl Cache {
     pub(crate) fn push(&self, k: Order, p: NonNull<u8>) -> bool {
         let s = self.stack(k);
         let top = s.top.load(Ordering::Relaxed);
-        if top == s.limit {
+        if top == s.limit.get() {
             return false;
         }
         crate::region::debug_fill_freed(self.base, self.offset_of(p), k);
@@ -267,7 +274,7 @@ impl Cache {
     pub(crate) fn push_tagged(&self, k: Order, p: NonNull<u8>) -> bool {
         let s = self.stack(k);
         let top = s.top.load(Ordering::Relaxed);
-        if top == s.limit {
+        if top == s.limit.get() {
             return false;
         }
         // SAFETY: bottom <= top < limit: a slot of this stack, and top + 1 <= limit.
@@ -290,11 +297,46 @@ impl Cache {
         self.stack(k).batch
     }
 
-    /// Free slots of order `k`.
+    /// Free slots of order `k` (none while the cache is closed).
     #[inline]
     pub(crate) fn room(&self, k: Order) -> usize {
         let s = self.stack(k);
-        s.cap() - s.len()
+        (s.limit.get().addr() - s.top.load(Ordering::Relaxed).addr()) / size_of::<usize>()
+    }
+
+    /// Closes the cache: pushes miss (frees go to the allocation path) until [`Self::open`].
+    /// The owner calls it when an allocation ran out of memory, so that blocks its thread
+    /// frees meanwhile reach the pool at once instead of waiting in the cache.
+    #[inline]
+    pub(crate) fn close(&self) {
+        if !self.closed.replace(true) {
+            for s in self.cached_stacks() {
+                s.limit.set(s.top.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// Reopens a closed cache (owner only; a no-op on an open one).
+    #[inline]
+    pub(crate) fn open(&self) {
+        if self.closed.replace(false) {
+            for s in self.cached_stacks() {
+                s.limit.set(s.end);
+            }
+        }
+    }
+
+    /// Whether the cache is closed (see [`Self::close`]).
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    fn cached_stacks(&self) -> impl Iterator<Item = &Stack> {
+        self.stacks
+            .get(self.first.slot()..=self.last.slot())
+            .unwrap_or(&[])
+            .iter()
     }
 
     /// Blocks held of order `k`.
@@ -351,7 +393,8 @@ impl Cache {
     /// Whether the cache holds no block (owner only for an exact answer).
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.nonempty_orders().next().is_none()
+        self.cached_stacks()
+            .all(|s| s.top.load(Ordering::Relaxed) == s.bottom)
     }
 
     /// Bytes this cache holds (readable from any thread: a snapshot).

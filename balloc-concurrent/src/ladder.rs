@@ -15,6 +15,10 @@
 //!    snapshots; the first quiet one that finds nothing decides out-of-memory and records it
 //!    in the exhaustion latch.
 //!
+//! A caller that gets out-of-memory *closes* its caches (`Cache::close`): until one of its
+//! allocations finds the pool no longer exhausted, the blocks its thread frees go straight to
+//! the pool, where any thread's next allocation finds them, instead of waiting in a cache.
+//!
 //! The free ladder ([`dealloc`], [`free_validated`]): the cache's stack; when full, its oldest
 //! batch goes to the depot as a magazine, or to the bitmaps when the depot is full; orders that
 //! are not cached go to the bitmaps directly.
@@ -72,9 +76,10 @@ impl<'a> Caller<'a> {
 pub(crate) fn alloc(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError> {
     let region = who.region();
     if region.exhaustion.covers(k) && holds_nothing(who) {
-        return Err(AllocError::OutOfMemory { order: k.get() });
+        return Err(out_of_memory(who, k));
     }
     if let Some(c) = who.cache {
+        c.open();
         act_on_pressure(who, c);
         if c.caches(k) {
             if let Some(p) = refill_and_pop(region, c, k) {
@@ -92,8 +97,16 @@ pub(crate) fn alloc(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError
     region.drain_depot();
     match decide(region, k) {
         Some(off) => Ok(region.hand_out(k, off)),
-        None => Err(AllocError::OutOfMemory { order: k.get() }),
+        None => Err(out_of_memory(who, k)),
     }
+}
+
+/// The out-of-memory answer: the caller's caches close first (see the module docs).
+fn out_of_memory(who: Caller<'_>, k: Order) -> AllocError {
+    if let Some(c) = who.cache {
+        c.close();
+    }
+    AllocError::OutOfMemory { order: k.get() }
 }
 
 /// The out-of-memory decision: bounded searches, each bracketed by transit snapshots. Returns
@@ -171,7 +184,7 @@ fn refill_and_pop(region: &Region, c: &Cache, k: Order) -> Option<NonNull<u8>> {
 pub(crate) fn dealloc(who: Caller<'_>, p: NonNull<u8>, k: Order) {
     let region = who.region();
     match who.cache {
-        Some(c) if c.caches(k) => {
+        Some(c) if c.caches(k) && !c.is_closed() => {
             act_on_pressure(who, c);
             if !c.push(k, p) {
                 make_room(region, c, k);
@@ -200,7 +213,10 @@ pub(crate) fn free_validated(who: Caller<'_>, ptr: NonNull<u8>) -> Result<(), Fr
             // Claim the tag first: a racing or repeated free of the block gets the error.
             region.claim_tag(off, k)?;
             debug_fill_freed(region.base, off, k);
-            if !c.push_tagged(k, ptr) {
+            if c.is_closed() {
+                let r = region.release(off, k);
+                debug_assert!(r.is_ok(), "a block whose tag we claimed was live");
+            } else if !c.push_tagged(k, ptr) {
                 act_on_pressure(who, c);
                 make_room(region, c, k);
                 let pushed = c.push_tagged(k, ptr);

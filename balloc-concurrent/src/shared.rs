@@ -101,7 +101,9 @@ impl PoolShared {
         let pressure = self.pressure.load(Ordering::Relaxed);
         if let Some(c) = self.registry.reuse() {
             // SAFETY: claimed for us alone by `reuse`.
-            unsafe { c.as_ref() }.seen_pressure.set(pressure);
+            let cache = unsafe { c.as_ref() };
+            cache.seen_pressure.set(pressure);
+            cache.open();
             return Some(c);
         }
         let region = self.region();
