@@ -41,7 +41,7 @@ const STACKS: usize = usize::BITS as usize + 1;
 ///
 /// Pointers rather than a length: a pop compares `top` with `bottom` and a push with `limit`,
 /// then reads or writes `*top` directly, with no index arithmetic and no separate load of the
-/// slots' address.
+/// slots' address. Four words, so `stacks[k]` is one shift away.
 struct Stack {
     /// The next free slot, `bottom + len`; written only by the owner (plain load + store),
     /// read by `stats`.
@@ -52,8 +52,6 @@ struct Stack {
     end: *mut usize,
     /// Where pushes stop: `end`, or `top` while the cache is closed (owner only).
     limit: Cell<*mut usize>,
-    /// Blocks moved per refill or flush.
-    batch: usize,
 }
 
 impl Stack {
@@ -96,7 +94,10 @@ pub(crate) struct Cache {
     pub(crate) pool_id: u64,
     /// The pool's shared state (for a thread's cache at exit, which holds a weak reference).
     pub(crate) shared: NonNull<PoolShared>,
+    /// Four words per stack, so that the fast path indexes them with a shift.
     stacks: [Stack; STACKS],
+    /// `batches[k]`: blocks moved per refill or flush of order `k`.
+    batches: [u16; STACKS],
     /// The slots of all stacks, one allocation of `total_capacity` words (null when 0).
     slots: *mut usize,
     total_capacity: usize,
@@ -162,15 +163,16 @@ impl Cache {
                 bottom,
                 end: bottom.wrapping_add(cap),
                 limit: Cell::new(bottom.wrapping_add(cap)),
-                batch: config.batch.get(k).copied().unwrap_or(0) as usize,
             }
         });
+        let batches = core::array::from_fn(|k| config.batch.get(k).copied().unwrap_or(0));
         let cache = Cache {
             base: owner.base,
             tags: owner.tags,
             pool_id: owner.pool_id,
             shared: owner.shared,
             stacks,
+            batches,
             slots,
             total_capacity: total,
             first: config.first,
@@ -294,7 +296,7 @@ impl Cache {
     /// Blocks moved per refill or flush of order `k`.
     #[inline]
     pub(crate) fn batch(&self, k: Order) -> usize {
-        self.stack(k).batch
+        self.batches[k.slot()] as usize
     }
 
     /// Free slots of order `k` (none while the cache is closed).
@@ -306,7 +308,9 @@ impl Cache {
 
     /// Closes the cache: pushes miss (frees go to the allocation path) until [`Self::open`].
     /// The owner calls it when an allocation ran out of memory, so that blocks its thread
-    /// frees meanwhile reach the pool at once instead of waiting in the cache.
+    /// frees meanwhile reach the pool at once instead of waiting in the cache. A cache closed
+    /// empty stays empty until it is opened: nothing can be pushed, and only refills (which
+    /// open it first) add blocks.
     #[inline]
     pub(crate) fn close(&self) {
         if !self.closed.replace(true) {

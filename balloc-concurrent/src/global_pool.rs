@@ -4,20 +4,13 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 use std::alloc::System;
 
 use balloc_core::Stats;
-use crossbeam_utils::CachePadded;
 
+use crate::owned_counters::OwnedCounters;
 use crate::pool::ConcurrentPool;
-use crate::shards::{this_thread_shard, SHARDS};
-
-/// Allocations the system allocator served instead of the pool, on one shard.
-struct FallbackCounts {
-    allocations: AtomicU64,
-    bytes: AtomicU64,
-}
 
 /// A snapshot of a [`GlobalPool`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +52,10 @@ const FAILED: u8 = 3;
 /// ```
 pub struct GlobalPool {
     size: usize,
-    /// Allocations served by the system allocator, sharded so that threads falling back at
-    /// once do not write one line.
-    fallback: [CachePadded<FallbackCounts>; SHARDS],
+    /// Allocations served by the system allocator, and their bytes: per-thread slots, so that
+    /// counting costs no read-modify-write and threads falling back at once write no line in
+    /// common.
+    fallback: OwnedCounters<2>,
     /// UNINIT → BUILDING → READY or FAILED; only the thread that won UNINIT → BUILDING writes
     /// `pool`, before its Release store of READY.
     state: AtomicU8,
@@ -77,12 +71,7 @@ impl GlobalPool {
     pub const fn new(size: usize) -> Self {
         Self {
             size,
-            fallback: [const {
-                CachePadded::new(FallbackCounts {
-                    allocations: AtomicU64::new(0),
-                    bytes: AtomicU64::new(0),
-                })
-            }; SHARDS],
+            fallback: OwnedCounters::new(),
             state: AtomicU8::new(UNINIT),
             pool: UnsafeCell::new(MaybeUninit::uninit()),
         }
@@ -102,12 +91,7 @@ impl GlobalPool {
 
     /// What the pool holds, and what went to the system allocator instead.
     pub fn stats(&self) -> GlobalPoolStats {
-        let (mut allocations, mut bytes) = (0u64, 0u64);
-        for shard in &self.fallback {
-            // Relaxed: statistics.
-            allocations += shard.allocations.load(Ordering::Relaxed);
-            bytes += shard.bytes.load(Ordering::Relaxed);
-        }
+        let [allocations, bytes] = self.fallback.sum();
         GlobalPoolStats {
             pool: self.pool().map(ConcurrentPool::stats),
             fallback_allocations: allocations,
@@ -118,12 +102,7 @@ impl GlobalPool {
     /// Counts one allocation served by the system allocator.
     #[inline]
     fn count_fallback(&self, layout: Layout) {
-        let shard = &self.fallback[this_thread_shard()];
-        // Relaxed: statistics.
-        shard.allocations.fetch_add(1, Ordering::Relaxed);
-        shard
-            .bytes
-            .fetch_add(layout.size() as u64, Ordering::Relaxed);
+        self.fallback.add([1, layout.size() as u64]);
     }
 
     #[inline]

@@ -73,11 +73,19 @@ impl<'a> Caller<'a> {
 ///
 /// # Errors
 /// [`AllocError::OutOfMemory`] as described in the module docs.
+#[inline]
 pub(crate) fn alloc(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError> {
-    let region = who.region();
-    if region.exhaustion.covers(k) && holds_nothing(who) {
+    // Step 1 inline, so that a full pool costs its callers no call frame.
+    if who.region().exhaustion.covers(k) && holds_nothing(who) {
         return Err(out_of_memory(who, k));
     }
+    alloc_from_pool(who, k)
+}
+
+/// Steps 2 to 5 of [`alloc`].
+#[inline(never)]
+fn alloc_from_pool(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError> {
+    let region = who.region();
     if let Some(c) = who.cache {
         c.open();
         act_on_pressure(who, c);
@@ -102,6 +110,7 @@ pub(crate) fn alloc(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError
 }
 
 /// The out-of-memory answer: the caller's caches close first (see the module docs).
+#[inline]
 fn out_of_memory(who: Caller<'_>, k: Order) -> AllocError {
     if let Some(c) = who.cache {
         c.close();
@@ -149,16 +158,18 @@ pub(crate) fn decide(region: &Region, k: Order) -> Option<Offset> {
     None
 }
 
-/// Whether the caller holds no cached block that a flush could turn into free memory.
+/// Whether the caller holds no cached block that a flush could turn into free memory. A
+/// closed cache is empty (see `Cache::close`), which makes this one load on a full pool.
 #[inline]
 fn holds_nothing(who: Caller<'_>) -> bool {
-    let own = who.cache.is_none_or(Cache::is_empty);
+    let empty = |c: &Cache| c.is_closed() || c.is_empty();
+    let own = who.cache.is_none_or(empty);
     if !who.explicit {
         return own;
     }
     own && thread_cache::find(who.shared.id)
         // SAFETY: this thread's cache, used only for this read.
-        .is_none_or(|c| unsafe { c.as_ref() }.is_empty())
+        .is_none_or(|c| empty(unsafe { c.as_ref() }))
 }
 
 /// A magazine from the depot, else a refill from the bitmaps, into `c`'s stack `k`; then pop.

@@ -26,6 +26,7 @@ mod transit;
 
 // Support.
 mod facade;
+mod owned_counters;
 mod shards;
 mod units;
 

@@ -173,23 +173,23 @@ impl ConcurrentPool {
 
     /// The allocation path through this thread's implicit cache (or none).
     fn alloc_order(&self, k: Order) -> Result<NonNull<u8>, AllocError> {
+        if let Some(c) = thread_cache::current(self.id) {
+            // SAFETY: this thread's cache in slot 0, valid for this call (the allocation path
+            // never changes the thread's cache slots).
+            return ladder::alloc(self.caller(Some(unsafe { c.as_ref() })), k);
+        }
         self.with_caller(|who| ladder::alloc(who, k))
     }
 
     /// Runs `f` with this thread's implicit cache for the pool as the caller, or with no cache
     /// when the thread has none (thread-locals torn down, all slots taken, no memory).
     #[inline]
-    fn with_caller<R>(&self, f: impl FnOnce(Caller<'_>) -> R) -> R {
-        let mut f = Some(f);
+    fn with_caller<R>(&self, f: impl Fn(Caller<'_>) -> R) -> R {
         // SAFETY: `self` holds a strong reference for the call.
-        let r = unsafe {
-            thread_cache::with(self.shared, self.id, |c| {
-                (f.take().expect("called once"))(self.caller(Some(c)))
-            })
-        };
+        let r = unsafe { thread_cache::with(self.shared, self.id, |c| f(self.caller(Some(c)))) };
         match r {
             Some(r) => r,
-            None => (f.take().expect("not called yet"))(self.caller(None)),
+            None => f(self.caller(None)),
         }
     }
 
