@@ -51,7 +51,7 @@ pub struct ConcurrentPool {
     kval: u32,
 }
 
-// SAFETY: the shared state is only mutated through atomics and the registry lock, and its
+// SAFETY: the shared state is only mutated through atomics (no lock), and its
 // lifetime is reference counted; nothing in it is tied to one thread.
 unsafe impl Send for ConcurrentPool {}
 // SAFETY: as above: every `&self` method is safe to call from many threads at once.

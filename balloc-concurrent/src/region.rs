@@ -446,3 +446,53 @@ impl Region {
         stats
     }
 }
+
+#[cfg(all(test, not(balloc_loom)))]
+mod tests {
+    use crate::units::Order;
+    use crate::ConcurrentPool;
+
+    /// Batches of blocks from one refill (all in one bitmap word), released as two random
+    /// subsets in random order: the local merge must leave valid bitmaps and, in the end, one
+    /// block.
+    #[test]
+    fn release_batch_merges_any_subset_of_a_word() {
+        let pool = ConcurrentPool::builder()
+            .size(1 << 20)
+            .cache_capacity(0)
+            .build()
+            .expect("pool");
+        let region = pool.region();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Under Miri: one round of two orders (a full word, and a bitmap under one word).
+        let (rounds, orders): (usize, &[u32]) = if cfg!(miri) {
+            (1, &[6, 15])
+        } else {
+            (100, &[6, 9, 14, 15, 19])
+        };
+        for &k in orders {
+            for _ in 0..rounds {
+                let mut addrs = Vec::new();
+                let got = region.refill(Order(k), 64, &mut |addr| addrs.push(addr));
+                assert_eq!(got, addrs.len());
+                assert!(got > 0, "a whole pool refills");
+                for i in (1..addrs.len()).rev() {
+                    addrs.swap(i, next() as usize % (i + 1));
+                }
+                let cut = next() as usize % (addrs.len() + 1);
+                region.release_batch(Order(k), &addrs[..cut]);
+                pool.validate().expect("valid after the first subset");
+                assert_eq!(pool.stats().allocated_bytes, (addrs.len() - cut) << k);
+                region.release_batch(Order(k), &addrs[cut..]);
+                pool.validate().expect("valid after the rest");
+                assert!(pool.stats().is_coalesced(), "order {k}: one block again");
+            }
+        }
+    }
+}

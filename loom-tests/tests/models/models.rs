@@ -4,7 +4,7 @@
 //! The rule: bound 3 (loom's and tokio's usual ceiling) wherever the model finishes in about a
 //! minute or so; less only where bound 3 would take the suite past its 10-minute budget. The
 //! two-thread models all run at bound 3 in about a second. Thread exits cost most: each
-//! retires a cache (flush, depot drain, the registry lock, two reference counts), and every
+//! retires a cache (flush, depot drain, its return to the registry, two reference counts), and every
 //! scenario's checks wait until the other threads' retirements are done
 //! (`loom_tests::sync::wait_retired`).
 
