@@ -254,19 +254,13 @@ impl Cache {
     /// False, with nothing written, when the stack is full (or the order is not cached).
     #[inline(always)]
     pub(crate) fn push(&self, k: Order, p: NonNull<u8>) -> bool {
-        let s = self.stack(k);
-        let top = s.top.load(Ordering::Relaxed);
-        if top == s.limit.get() {
+        let Some((s, top)) = self.free_slot(k) else {
             return false;
-        }
+        };
         crate::region::debug_fill_freed(self.base, self.offset_of(p), k);
         // SAFETY: the caller holds the block, so it is ours to tag.
         unsafe { self.tags.set(p, self.offset_of(p)) };
-        // SAFETY: bottom <= top < limit: a slot of this stack, and top + 1 <= limit.
-        unsafe {
-            *top = p.as_ptr().addr();
-            s.top.store(top.add(1), Ordering::Relaxed);
-        }
+        Self::fill(s, top, p);
         true
     }
 
@@ -274,17 +268,30 @@ impl Cache {
     /// validated free). False when the stack is full.
     #[inline]
     pub(crate) fn push_tagged(&self, k: Order, p: NonNull<u8>) -> bool {
+        let Some((s, top)) = self.free_slot(k) else {
+            return false;
+        };
+        Self::fill(s, top, p);
+        true
+    }
+
+    /// Stack `k` and its top slot, if pushes may fill it.
+    #[inline(always)]
+    fn free_slot(&self, k: Order) -> Option<(&Stack, *mut usize)> {
         let s = self.stack(k);
         let top = s.top.load(Ordering::Relaxed);
-        if top == s.limit.get() {
-            return false;
-        }
-        // SAFETY: bottom <= top < limit: a slot of this stack, and top + 1 <= limit.
+        (top != s.limit.get()).then_some((s, top))
+    }
+
+    /// Stores `p` in the free slot `top` of `s` (from [`Self::free_slot`]) and moves the top.
+    #[inline(always)]
+    fn fill(s: &Stack, top: *mut usize, p: NonNull<u8>) {
+        // SAFETY: bottom <= top < limit <= end (`free_slot`): a slot of this stack, and
+        // top + 1 <= end.
         unsafe {
             *top = p.as_ptr().addr();
             s.top.store(top.add(1), Ordering::Relaxed);
         }
-        true
     }
 
     /// Whether order `k` goes through this cache.
