@@ -2,10 +2,12 @@
 //! failing allocation costs one load instead of a search, and the moment memory comes back the
 //! next allocation searches again.
 //!
-//! The word is 0 (open), or a decision for order `k` by one allocation: `token << 8 | k`,
-//! *proposed*, then with [`DECIDED`] set once that allocation's search found nothing while the
-//! pool was quiet (see `transit`). A decided latch for order `k` answers every request of order
-//! `≥ k` with out-of-memory.
+//! The word is `token << 8 | state`: state 0 is *open*; a non-zero state is a decision for
+//! order `k` by one allocation, *proposed* (`k`), then *decided* (`k |` [`DECIDED`]) once that
+//! allocation's search found nothing while the pool was quiet (see `transit`). A decided latch
+//! for order `k` answers every request of order `≥ k` with out-of-memory. Every proposal takes
+//! the next token, and clearing keeps the token, so a word value names one proposal and a
+//! confirmation can only confirm its own.
 //!
 //! It can never stay decided while memory is free, by a Dekker-style argument on two `SeqCst`
 //! fences: the decider stores its proposal, then a fence, then searches; every step that adds
@@ -27,15 +29,15 @@ use crate::units::Order;
 
 /// Set in a decision that its search confirmed.
 const DECIDED: u64 = 1 << 7;
-/// The order bits of the word.
+/// The order bits of the word (0: open).
 const ORDER_MASK: u64 = DECIDED - 1;
+/// The state bits: order and [`DECIDED`].
+const STATE: u64 = (1 << 8) - 1;
 
 pub(crate) struct Exhaustion {
     /// Read on every failing allocation and by every step that adds memory: its own line, and
     /// written only when a decision is made or undone.
     word: CachePadded<AtomicU64>,
-    /// Proposal tokens, so that a confirmation can only confirm its own proposal.
-    tokens: CachePadded<AtomicU64>,
 }
 
 /// A proposal this thread placed on the latch before its search.
@@ -46,7 +48,6 @@ impl Exhaustion {
     pub(crate) fn new() -> Self {
         Self {
             word: CachePadded::new(AtomicU64::new(0)),
-            tokens: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -65,12 +66,12 @@ impl Exhaustion {
     pub(crate) fn propose(&self, k: Order) -> Option<Proposal> {
         // Relaxed: only picks the value to replace; the CAS decides.
         let old = self.word.load(Ordering::Relaxed);
-        let replaceable = old == 0 || (old & DECIDED != 0 && old & ORDER_MASK > u64::from(k.get()));
+        let order = old & ORDER_MASK;
+        let replaceable = order == 0 || (old & DECIDED != 0 && order > u64::from(k.get()));
         if !replaceable {
             return None;
         }
-        let token = self.tokens.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let w = (token << 8) | u64::from(k.get());
+        let w = ((old | STATE).wrapping_add(1)) | u64::from(k.get());
         let placed = self
             .word
             .compare_exchange(old, w, Ordering::Relaxed, Ordering::Relaxed)
@@ -93,7 +94,7 @@ impl Exhaustion {
     pub(crate) fn withdraw(&self, p: Proposal) {
         let _ = self
             .word
-            .compare_exchange(p.0, 0, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(p.0, p.0 & !STATE, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Called by every step that added memory, after its last write: opens the latch if a
@@ -105,10 +106,10 @@ impl Exhaustion {
         fence(Ordering::SeqCst);
         let mut w = self.word.load(Ordering::Relaxed);
         // At most two rounds: a proposal changes at most once (to decided) before it goes.
-        while w != 0 {
+        while w & STATE != 0 {
             match self
                 .word
-                .compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(w, w & !STATE, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 // The same proposal, confirmed meanwhile: it goes too.

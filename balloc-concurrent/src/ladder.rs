@@ -45,10 +45,11 @@ use crate::thread_cache;
 use crate::units::{Offset, Order};
 
 /// Searches an out-of-memory decision may make: each one that another thread's move overlaps
-/// is followed by a short spin and another. 8 covers the time a descheduled-free core needs to
-/// finish a split or merge (a few hundred instructions) with room to spare; a thread that is
-/// descheduled mid-split for longer is not waited for.
-const DECISION_SEARCHES: u32 = if LOOM { 3 } else { 8 };
+/// is followed by a short spin and another. 8 covers the time a running core needs to finish a
+/// split or merge (a few hundred instructions) with room to spare; a thread that is
+/// descheduled mid-split for longer is not waited for. Two under loom, which explores every
+/// interleaving of each search (enough to show a second search after an overlapped first).
+const DECISION_SEARCHES: u32 = if LOOM { 2 } else { 8 };
 
 /// Who allocates or frees: the pool, and the cache the call goes through.
 #[derive(Clone, Copy)]

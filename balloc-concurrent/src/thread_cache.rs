@@ -50,8 +50,8 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's cache for the pool, creating it on first use. `None` when the
-/// thread has no cache for it (thread-locals being torn down, all slots taken, or no memory
-/// for a cache): the caller uses the shared bitmaps.
+/// thread has no cache for it (the pool caches nothing, thread-locals being torn down, all
+/// slots taken, or no memory for a cache): the caller uses the shared bitmaps.
 ///
 /// # Safety
 /// - the caller holds a strong reference to `shared` for the whole call.
@@ -108,6 +108,12 @@ unsafe fn find_or_create(
     shared: NonNull<PoolShared>,
     id: u64,
 ) -> Option<&Cache> {
+    // SAFETY: the caller holds a strong reference.
+    let pool = unsafe { shared.as_ref() };
+    if pool.region().config.total_capacity == 0 {
+        // A pool that caches nothing needs no cache (nor a slot, nor a registry entry).
+        return None;
+    }
     let mut empty = None;
     for (i, slot) in tc.slots.iter().enumerate() {
         let c = slot.get();
@@ -136,8 +142,6 @@ unsafe fn find_or_create(
             dead
         })?,
     };
-    // SAFETY: the caller holds a strong reference.
-    let pool = unsafe { shared.as_ref() };
     let c = pool.acquire_cache()?.as_ptr();
     // The new cache takes a weak reference.
     pool.add_weak();
