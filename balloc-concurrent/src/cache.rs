@@ -7,10 +7,10 @@
 //! path's business (`ladder`); this module only holds the stacks.
 //!
 //! Orderings: `top` is only written by the owner, so its loads and stores are `Relaxed` (they
-//! order nothing: the slots are plain memory only the owner touches); `stats` reads it as a
+//! order nothing: the entries are plain memory only the owner touches); `stats` reads it as a
 //! snapshot.
 //!
-//! Invariant: `bottom <= top <= limit <= end` per stack, and the slots `bottom..top` hold the
+//! Invariant: `bottom <= top <= limit <= end` per stack, and the entries `bottom..top` hold the
 //! addresses of distinct blocks of the stack's order, tagged (see `tags`), live in the bitmaps,
 //! that no caller holds. Slots hold addresses, not offsets, so a hit needs no base arithmetic;
 //! a pointer is rebuilt from the pool's base with `with_addr`, which keeps the region's
@@ -36,12 +36,12 @@ use crate::units::{Offset, Order};
 /// path. Orders that are not cached (and 64, the order of impossible sizes) have capacity 0.
 const STACKS: usize = usize::BITS as usize + 1;
 
-/// A bounded stack of block addresses in the slots `bottom..end`, filled up to `top`, taking
+/// A bounded stack of block addresses in the entries `bottom..end`, filled up to `top`, taking
 /// pushes up to `limit` (`end`, or less while the cache is closed).
 ///
 /// Pointers rather than a length: a pop compares `top` with `bottom` and a push with `limit`,
 /// then reads or writes `*top` directly, with no index arithmetic and no separate load of the
-/// slots' address. Four words, so `stacks[k]` is one shift away.
+/// entries' address. Four words, so `stacks[k]` is one shift away.
 struct Stack {
     /// The next free slot, `bottom + len`; written only by the owner (plain load + store),
     /// read by `stats`.
@@ -98,8 +98,8 @@ pub(crate) struct Cache {
     stacks: [Stack; STACKS],
     /// `batches[k]`: blocks moved per refill or flush of order `k`.
     batches: [u16; STACKS],
-    /// The slots of all stacks, one allocation of `total_capacity` words (null when 0).
-    slots: *mut usize,
+    /// The entries of all stacks, one allocation of `total_capacity` words (null when 0).
+    entries: *mut usize,
     total_capacity: usize,
     /// The cached orders, for walks over all stacks.
     first: Order,
@@ -139,11 +139,11 @@ impl Cache {
         total: usize,
         pressure: u64,
     ) -> Option<NonNull<Cache>> {
-        let slots = if total == 0 {
+        let entries = if total == 0 {
             core::ptr::null_mut()
         } else {
             // SAFETY: non-zero size.
-            let p = unsafe { System.alloc(Self::slots_layout(total)) };
+            let p = unsafe { System.alloc(Self::entries_layout(total)) };
             if p.is_null() {
                 return None;
             }
@@ -156,7 +156,7 @@ impl Cache {
             } else {
                 config.capacity.get(k).copied().unwrap_or(0) as usize
             };
-            let bottom = slots.wrapping_add(at);
+            let bottom = entries.wrapping_add(at);
             at += cap;
             Stack {
                 top: AtomicPtr::new(bottom),
@@ -173,7 +173,7 @@ impl Cache {
             shared: owner.shared,
             stacks,
             batches,
-            slots,
+            entries,
             total_capacity: total,
             first: config.first,
             last: config.last,
@@ -187,7 +187,7 @@ impl Cache {
         let Some(ptr) = NonNull::new(ptr) else {
             if total > 0 {
                 // SAFETY: allocated above with this layout, and never handed out.
-                unsafe { System.dealloc(slots.cast(), Self::slots_layout(total)) };
+                unsafe { System.dealloc(entries.cast(), Self::entries_layout(total)) };
             }
             return None;
         };
@@ -196,7 +196,7 @@ impl Cache {
         Some(ptr)
     }
 
-    fn slots_layout(total: usize) -> Layout {
+    fn entries_layout(total: usize) -> Layout {
         Layout::array::<usize>(total).expect("balloc: cache capacity overflows a layout")
     }
 
@@ -210,7 +210,7 @@ impl Cache {
         unsafe {
             let total = this.as_ref().total_capacity;
             if total > 0 {
-                System.dealloc(this.as_ref().slots.cast(), Self::slots_layout(total));
+                System.dealloc(this.as_ref().entries.cast(), Self::entries_layout(total));
             }
             core::ptr::drop_in_place(this.as_ptr());
             System.dealloc(this.as_ptr().cast(), Layout::new::<Cache>());
@@ -236,7 +236,7 @@ impl Cache {
         if top == s.bottom {
             return None;
         }
-        // SAFETY: bottom < top <= limit, so top - 1 is an initialised slot of this stack.
+        // SAFETY: bottom < top <= limit, so top - 1 is an initialised entry of this stack.
         let top = unsafe { top.sub(1) };
         // SAFETY: as above.
         let addr = unsafe { *top };
@@ -275,7 +275,7 @@ impl Cache {
         true
     }
 
-    /// Stack `k` and its top slot, if pushes may fill it.
+    /// Stack `k` and its top entry, if pushes may fill it.
     #[inline(always)]
     fn free_slot(&self, k: Order) -> Option<(&Stack, *mut usize)> {
         let s = self.stack(k);
@@ -283,10 +283,10 @@ impl Cache {
         (top != s.limit.get()).then_some((s, top))
     }
 
-    /// Stores `p` in the free slot `top` of `s` (from [`Self::free_slot`]) and moves the top.
+    /// Stores `p` in the free entry `top` of `s` (from [`Self::free_slot`]) and moves the top.
     #[inline(always)]
     fn fill(s: &Stack, top: *mut usize, p: NonNull<u8>) {
-        // SAFETY: bottom <= top < limit <= end (`free_slot`): a slot of this stack, and
+        // SAFETY: bottom <= top < limit <= end (`free_slot`): an entry of this stack, and
         // top + 1 <= end.
         unsafe {
             *top = p.as_ptr().addr();
@@ -306,7 +306,7 @@ impl Cache {
         self.batches[k.slot()] as usize
     }
 
-    /// Free slots of order `k` (none while the cache is closed).
+    /// Free entries of order `k` (none while the cache is closed).
     #[inline]
     pub(crate) fn room(&self, k: Order) -> usize {
         let s = self.stack(k);
@@ -365,7 +365,7 @@ impl Cache {
         let mut n = len;
         fill(&mut |addr| {
             assert!(n < cap, "balloc: a cache refill overran its stack");
-            // SAFETY: n < cap: a slot of this stack.
+            // SAFETY: n < cap: an entry of this stack.
             unsafe { *s.bottom.add(n) = addr };
             n += 1;
         });
@@ -378,7 +378,7 @@ impl Cache {
     pub(crate) fn oldest(&self, k: Order, count: usize) -> &[usize] {
         let s = self.stack(k);
         assert!(count <= s.len());
-        // SAFETY: the first `len >= count` slots are initialised, and only the owner (the
+        // SAFETY: the first `len >= count` entries are initialised, and only the owner (the
         // caller) writes them.
         unsafe { core::slice::from_raw_parts(s.bottom, count) }
     }
@@ -389,7 +389,7 @@ impl Cache {
         let s = self.stack(k);
         let len = s.len();
         assert!(count <= len);
-        // SAFETY: both ranges lie within the stack's `len` initialised slots.
+        // SAFETY: both ranges lie within the stack's `len` initialised entries.
         unsafe { core::ptr::copy(s.bottom.add(count), s.bottom, len - count) };
         s.set_len(len - count);
     }
