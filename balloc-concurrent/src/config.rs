@@ -15,9 +15,10 @@ pub const MAX_CACHED_K: u32 = 16;
 pub const DEFAULT_CACHED_ORDERS: core::ops::RangeInclusive<u32> = SMALLEST_K..=MAX_CACHED_K;
 
 /// Default blocks per cached order per thread, before the per-order byte cap (which is what
-/// limits orders above 2^8). 256: with `batch` 64 the `batch` workload (1,000 allocations of
-/// 64 B–4 KiB, then 1,000 frees) costs 210 instructions per alloc+free instead of 284 at
-/// 64/16 (callgrind). Small under loom and Miri so refill and flush paths run in those tests.
+/// limits orders above 2^8). 256, moved 64 at a time: a burst of a thousand small allocations
+/// and frees (the bench's `batch` workload) then goes to the shared bitmaps once per 64 blocks
+/// instead of once per 16 (the figures are in the bench README). Small under loom and Miri so
+/// refill and flush paths run in those tests.
 pub const DEFAULT_CACHE_CAPACITY: usize = if cfg!(miri) || LOOM { 4 } else { 256 };
 
 /// Default batch: a quarter of the capacity, as Linux's per-CPU page lists use
@@ -29,12 +30,11 @@ pub const DEFAULT_CACHE_BATCH: usize = DEFAULT_CACHE_CAPACITY / 4;
 /// defaults 28 KiB of a 1 MiB pool (2.7%) and 6,128 KiB of a 1 GiB pool (0.6%).
 ///
 /// Why 1 MiB: a thread's working set of small blocks should fit its cache, or every
-/// allocation past the cap goes through the shared bitmaps and threads contend there. With
-/// the `batch` workload (1,000 live blocks of 64 B–4 KiB per thread, 572 KiB of them 4 KiB
-/// blocks) a 64 KiB cap gave 28 Mops/s on 1 thread and 44 on 2; 1 MiB gives 50–70 and
-/// 110–115 (`balloc-bench --workloads batch`, 2-vCPU machine). mimalloc and snmalloc keep
-/// comparable amounts in their thread-local pages. The pressure epoch (see `cache`) flushes
-/// these caches before any allocation reports out-of-memory.
+/// allocation past the cap goes through the shared bitmaps and threads contend there (the
+/// bench's `batch` workload keeps 572 KiB of 4 KiB blocks live per thread). mimalloc and
+/// snmalloc keep comparable amounts in their thread-local pages. The pressure epoch (see
+/// `ladder`) asks these caches to hand their blocks back before an allocation reports
+/// out-of-memory.
 pub const MAX_CACHED_BYTES_PER_ORDER: usize = 1 << 20;
 
 /// Per-order cache limits of one pool.
