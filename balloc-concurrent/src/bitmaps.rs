@@ -18,6 +18,7 @@ use balloc_core::{InitError, SMALLEST_K};
 
 use crate::facade::{AtomicU64, Ordering, Words, MUTANTS};
 use crate::summary::{Summary, SummaryLayout};
+use crate::transit::Transits;
 use crate::units::{BlockIndex, Order};
 
 /// How many times one `claim` retries a word that others emptied under it before it reports
@@ -29,6 +30,9 @@ const CLAIM_TRIES: usize = 64;
 /// The free and live bitmaps of a pool, with the free bitmap's summaries.
 #[derive(Debug)]
 pub(crate) struct BlockMaps {
+    /// The record of moves that hide or add free memory (see `transit`), kept here because
+    /// the summaries' stale-hint cleaning is one such move.
+    pub(crate) transits: Transits,
     geometry: Geometry,
     /// `geometry.words()` free words, then as many live words.
     bits: Words,
@@ -44,6 +48,7 @@ impl BlockMaps {
         let summary_layout = SummaryLayout::new(&geometry);
         let summary = Words::zeroed(summary_layout.total_words())?;
         Ok(Self {
+            transits: Transits::new(),
             geometry,
             bits,
             summary_layout,
@@ -73,6 +78,7 @@ impl BlockMaps {
             words: self.summary.get(),
             free: self.free_words(),
             geometry: &self.geometry,
+            transits: &self.transits,
         }
     }
 

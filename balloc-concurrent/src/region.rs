@@ -18,7 +18,6 @@ use crate::depot::{Depot, MAGAZINE};
 use crate::exhaustion::Exhaustion;
 use crate::facade::{AtomicUsize, Ordering, MUTANTS};
 use crate::tags::{TagKey, Tags};
-use crate::transit::Transits;
 use crate::units::{BlockIndex, Offset, Order};
 
 /// The pool's region and shared block state. Valid while the pool's strong count is non-zero.
@@ -31,7 +30,6 @@ pub(crate) struct Region {
     pub(crate) config: CacheConfig,
     /// Full magazines of cached blocks on their way between caches.
     depot: Depot,
-    pub(crate) transits: Transits,
     pub(crate) exhaustion: Exhaustion,
     /// Out-of-memory decisions whose search another thread's move overlapped (a diagnostic:
     /// written only then).
@@ -75,7 +73,6 @@ impl Region {
             tags: Tags::new(kval, secret),
             config,
             depot: Depot::new(),
-            transits: Transits::new(),
             exhaustion: Exhaustion::new(),
             invalidated_searches: AtomicUsize::new(0),
             _mapping: mapping,
@@ -140,7 +137,7 @@ impl Region {
             return Some(first.plus(bits.trailing_zeros() as usize).offset(k));
         }
         if MUTANTS {
-            let t = self.transits.begin();
+            let t = self.maps.transits.begin();
             let found = self.split_from_above(k, k);
             t.end(true);
             return found.map(|(_, off)| off);
@@ -150,7 +147,7 @@ impl Region {
                 continue;
             }
             crate::facade::chaos_point();
-            let t = self.transits.begin();
+            let t = self.maps.transits.begin();
             crate::facade::chaos_point();
             let found = self.split_one(j, k, k);
             t.end(found.is_some());
@@ -248,7 +245,7 @@ impl Region {
             if !self.maps.may_have_free(j) {
                 continue;
             }
-            let t = self.transits.begin();
+            let t = self.maps.transits.begin();
             let found = self.split_one(j, k, k.up(span).min(j));
             t.end(found.is_some());
             if let Some(off) = found {
@@ -268,7 +265,7 @@ impl Region {
         if !self.maps.clear_live(k, off.index(k)) {
             return Err(FreeError::DoubleFree);
         }
-        let t = self.transits.begin();
+        let t = self.maps.transits.begin();
         crate::facade::chaos_point();
         self.maps.release(k, off.index(k));
         t.end(true);
@@ -307,7 +304,7 @@ impl Region {
     pub(crate) fn release_batch(&self, k: Order, addrs: &[usize]) {
         let base = self.base.as_ptr().addr();
         let index = |i: usize| Offset(addrs[i] - base).index(k);
-        let t = self.transits.begin();
+        let t = self.maps.transits.begin();
         crate::facade::chaos_point();
         let mut i = 0;
         while i < addrs.len() {
@@ -381,7 +378,7 @@ impl Region {
         if !self.depot.deposit(k, magazines, blocks) {
             return false;
         }
-        self.transits.note_moved();
+        self.maps.transits.note_moved();
         self.exhaustion.memory_returned();
         true
     }

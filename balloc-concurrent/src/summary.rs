@@ -16,6 +16,7 @@ use balloc_core::internal::{Geometry, ORDER_COUNT};
 use balloc_core::SMALLEST_K;
 
 use crate::facade::{AtomicU64, Ordering};
+use crate::transit::Transits;
 
 /// Deepest summary: 2^42 blocks of 64 B (a 2^48 pool) need 2^36 level-0 words: 6 levels.
 const MAX_LEVELS: usize = 7;
@@ -64,6 +65,8 @@ pub(crate) struct Summary<'a> {
     /// The free bitmap (level 0) of all orders.
     pub(crate) free: &'a [AtomicU64],
     pub(crate) geometry: &'a Geometry,
+    /// Cleaning a stale hint hides its child from other searches until the re-check: a move.
+    pub(crate) transits: &'a Transits,
 }
 
 impl Summary<'_> {
@@ -136,14 +139,21 @@ impl Summary<'_> {
 
     /// Clears the hint for `child` at `level` (its child word was seen empty), then re-reads the
     /// child and restores the hint if it is non-zero again.
+    ///
+    /// Between the clear and the re-mark, a search that reads the cleared hint misses a child
+    /// that was refilled meanwhile; so the cleaning is a transit, ended as a move exactly when
+    /// it had to restore the hint (an out-of-memory decision that overlapped it searches again).
     fn clear_stale(&self, k: u32, level: usize, child: usize) {
         let (w, bit) = (child / 64, child % 64);
+        let t = self.transits.begin();
         // AcqRel: acquires every mark that preceded it on this word (so the re-read below sees
         // their child writes), and releases our clear to later markers.
         self.word(k, level, w)
             .fetch_and(!(1 << bit), Ordering::AcqRel);
-        if self.word(k, level - 1, child).load(Ordering::Acquire) != 0 {
+        let refilled = self.word(k, level - 1, child).load(Ordering::Acquire) != 0;
+        if refilled {
             self.mark_from(k, level, child);
         }
+        t.end(refilled);
     }
 }

@@ -31,6 +31,7 @@ use crate::shards::{this_thread_shard, SHARDS};
 const GENERATION: u64 = 1 << 32;
 
 /// The sharded transit counters of one pool.
+#[derive(Debug)]
 pub(crate) struct Transits {
     shards: [CachePadded<AtomicU64>; SHARDS],
 }
@@ -43,6 +44,12 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// Whether a transit was in flight.
+    #[inline]
+    pub(crate) fn in_flight(self) -> bool {
+        self.in_flight != 0
+    }
+
     /// This snapshot with one finished move fewer (the loom mutant's own move, see
     /// `ladder::decide`).
     pub(crate) fn less_one_move(self) -> Snapshot {

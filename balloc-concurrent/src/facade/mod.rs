@@ -54,7 +54,7 @@ pub(crate) fn spin_wait(round: u32) {
     if LOOM || CHAOS {
         yield_now();
     } else {
-        for _ in 0..1u32 << round.min(6) {
+        for _ in 0..1u32 << round.min(4) {
             core::hint::spin_loop();
         }
     }
