@@ -130,7 +130,7 @@ pub struct Spread {
 
 impl Spread {
     /// The spread of `values`, or `None` when there are none.
-    fn of(values: Vec<f64>) -> Option<Spread> {
+    pub fn of(values: Vec<f64>) -> Option<Spread> {
         if values.is_empty() {
             return None;
         }
@@ -224,7 +224,8 @@ pub struct Report<'a> {
     pub threads: &'a [usize],
 }
 
-fn fmt_num(v: f64) -> String {
+/// A measured number with three significant digits or so (`1234`, `12.3`, `1.23`).
+pub fn fmt_num(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {

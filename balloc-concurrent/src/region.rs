@@ -138,10 +138,20 @@ impl Region {
         }
         if MUTANTS {
             let t = self.maps.transits.begin();
-            let found = self.split_from_above(k, k);
+            let found = k
+                .up(1)
+                .through(self.top)
+                .find_map(|j| self.split_one(j, k, k));
             t.end(true);
-            return found.map(|(_, off)| off);
+            return found;
         }
+        self.split_above(k, 0).map(|(_, off)| off)
+    }
+
+    /// The smallest free block above order `k`, claimed and split down to order `k + span`
+    /// (or kept whole when smaller); returns its order and offset. Orders are peeked at first,
+    /// and a transit is opened only to claim a block seen there (see [`Self::search`]).
+    fn split_above(&self, k: Order, span: u32) -> Option<(Order, Offset)> {
         for j in k.up(1).through(self.top) {
             if !self.maps.may_have_free(j) {
                 continue;
@@ -149,19 +159,9 @@ impl Region {
             crate::facade::chaos_point();
             let t = self.maps.transits.begin();
             crate::facade::chaos_point();
-            let found = self.split_one(j, k, k);
+            let found = self.split_one(j, k, k.up(span).min(j));
             t.end(found.is_some());
-            if found.is_some() {
-                return found;
-            }
-        }
-        None
-    }
-
-    /// The mutant's search of the orders above `k` (inside its transit).
-    fn split_from_above(&self, k: Order, keep: Order) -> Option<(Order, Offset)> {
-        for j in k.up(1).through(self.top) {
-            if let Some(off) = self.split_one(j, k, keep) {
+            if let Some(off) = found {
                 return Some((j, off));
             }
         }
@@ -204,7 +204,7 @@ impl Region {
             Some(claimed) => claimed,
             None => {
                 let span = usize::BITS - 1 - want.leading_zeros(); // log2(want), rounded down
-                let Some((j, off)) = self.split_for_refill(k, span) else {
+                let Some((j, off)) = self.split_above(k, span) else {
                     return 0;
                 };
                 let keep = k.up(span).min(j);
@@ -236,23 +236,6 @@ impl Region {
         }
         self.maps.set_live(k, first, bits);
         count
-    }
-
-    /// The split of a refill: the smallest free block above `k`, split down to `k + span`
-    /// (or kept whole when smaller), inside a transit opened only when a block was seen.
-    fn split_for_refill(&self, k: Order, span: u32) -> Option<(Order, Offset)> {
-        for j in k.up(1).through(self.top) {
-            if !self.maps.may_have_free(j) {
-                continue;
-            }
-            let t = self.maps.transits.begin();
-            let found = self.split_one(j, k, k.up(span).min(j));
-            t.end(found.is_some());
-            if let Some(off) = found {
-                return Some((j, off));
-            }
-        }
-        None
     }
 
     // ----- giving blocks back -----------------------------------------------------------

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use balloc_bench::exhaust::fill;
 use balloc_bench::machine::Machine;
+use balloc_bench::report::{fmt_num, Spread};
 use balloc_concurrent::{ConcurrentPool, GlobalPool};
 use clap::Parser;
 
@@ -205,26 +206,9 @@ fn pair<A: GlobalAlloc>(a: &A, layout: Layout) {
     unsafe { a.dealloc(black_box(p), layout) };
 }
 
-/// Median, smallest and largest.
-fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    (median, v[0], v[n - 1])
-}
-
-fn fmt_num(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
+/// Median, smallest and largest of the repetitions (at least one: `--reps` is checked).
+fn spread(v: Vec<f64>) -> Spread {
+    Spread::of(v).expect("at least one repetition")
 }
 
 /// Prints `rows` (label, cells) under `header`, columns aligned.
@@ -328,8 +312,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(ci, c)| {
             let cells = (0..args.threads.len())
                 .map(|ti| {
-                    let (m, lo, hi) = spread(ns.iter().map(|r| r[ti][ci]).collect());
-                    format!("{} [{}–{}]", fmt_num(m), fmt_num(lo), fmt_num(hi))
+                    let v = spread(ns.iter().map(|r| r[ti][ci]).collect());
+                    format!(
+                        "{} [{}–{}]",
+                        fmt_num(v.median),
+                        fmt_num(v.min),
+                        fmt_num(v.max)
+                    )
                 })
                 .collect();
             (c.label().to_owned(), cells)
@@ -354,16 +343,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(ci, c, target)| {
             let mut cells: Vec<String> = (0..args.threads.len())
                 .map(|ti| {
-                    let (m, lo, hi) = spread(ns.iter().map(|r| r[ti][ci] / r[ti][b]).collect());
-                    if m > target {
+                    let v = spread(ns.iter().map(|r| r[ti][ci] / r[ti][b]).collect());
+                    if v.median > target {
                         missed.push(format!(
                             "{} at {} thr: {}×",
                             c.label(),
                             args.threads[ti],
-                            fmt_num(m)
+                            fmt_num(v.median)
                         ));
                     }
-                    format!("{}× [{}–{}]", fmt_num(m), fmt_num(lo), fmt_num(hi))
+                    format!(
+                        "{}× [{}–{}]",
+                        fmt_num(v.median),
+                        fmt_num(v.min),
+                        fmt_num(v.max)
+                    )
                 })
                 .collect();
             cells.push(format!("≤ {target}×"));
