@@ -19,13 +19,5 @@ export RUSTFLAGS="-Zsanitizer=thread"
 export RUSTDOCFLAGS="-Zsanitizer=thread"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
 start=$(date +%s)
-# One test is left out here, loudly: under ThreadSanitizer's slowdown the bounded out-of-memory
-# decision still reports a rare false out-of-memory (1 to 6 in 400,000 allocations) while
-# another thread splits and merges without pause. It passes natively (ci/test.sh) and under
-# --cfg balloc_chaos (ci/chaos.sh); the cause is open.
-skip=exhaustion::no_false_out_of_memory_while_others_split_and_merge
-echo "=================================================================="
-echo "SKIPPED under ThreadSanitizer: $skip (known rare false out-of-memory, see ci/tsan.sh)"
-echo "=================================================================="
-cargo +nightly test -Zbuild-std --target "$host" -p balloc-concurrent -- --skip "$skip"
+cargo +nightly test -Zbuild-std --target "$host" -p balloc-concurrent
 echo "tsan: balloc-concurrent tests passed with no report in $(( $(date +%s) - start )) s"

@@ -31,7 +31,13 @@
 //! hold in their caches are not counted; each such thread hands them back at its next slow
 //! path, or at exit (at most `max_cached_bytes_per_thread()` per thread). If other threads
 //! move memory during every one of its [`DECISION_SEARCHES`] searches, the allocation stops
-//! and reports out-of-memory anyway: that is the bound on its own steps.
+//! and reports out-of-memory anyway: that is the bound on its own steps. Such an answer is
+//! *contended* (counted, see `ConcurrentPool::contended_out_of_memory`): the memory may exist,
+//! held by a split or merge in flight. A merge carries the blocks it has joined outside the
+//! bitmaps until it marks the result, so a thread descheduled in the middle of one (for a
+//! scheduler time slice, milliseconds) holds them out of every search for that long; no bounded
+//! wait can cover it, and no lock-free search can take the carried block without a second
+//! atomic word the merge would have to check at every step.
 
 use core::ptr::NonNull;
 
@@ -172,6 +178,7 @@ pub(crate) fn decide(region: &Region, k: Order) -> Option<Offset> {
     if let Some(p) = proposal {
         region.exhaustion.withdraw(p);
     }
+    region.note_contended_out_of_memory();
     None
 }
 

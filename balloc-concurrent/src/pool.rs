@@ -287,6 +287,17 @@ impl ConcurrentPool {
         self.region().invalidated_searches()
     }
 
+    /// How many out-of-memory answers so far were *contended*: every search of the decision
+    /// was overlapped by another thread's split, merge or release, so the memory asked for may
+    /// have existed, carried by a move in flight (typically a thread descheduled in the middle
+    /// of a merge). Every other out-of-memory answer comes from a search that found no free
+    /// block of the order or above while nothing in the pool moved. Non-zero on a pool with
+    /// plenty of free memory means threads were preempted inside moves of large blocks; a
+    /// `GlobalPool` serves such an allocation from its fallback.
+    pub fn contended_out_of_memory(&self) -> usize {
+        self.region().contended_out_of_memory()
+    }
+
     /// A snapshot of where the bytes are: `allocated_bytes` (held by callers), `free_bytes`
     /// (free in the shared bitmaps), `cached_bytes` (free in thread caches and the depot).
     /// Exact when no thread is inside a call; O(metadata).

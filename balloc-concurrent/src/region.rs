@@ -34,6 +34,9 @@ pub(crate) struct Region {
     /// Out-of-memory decisions whose search another thread's move overlapped (a diagnostic:
     /// written only then).
     invalidated_searches: AtomicUsize,
+    /// Out-of-memory answers given without a quiet search (see `ladder::decide`): written only
+    /// then.
+    contended_out_of_memory: AtomicUsize,
     _mapping: Mapping,
 }
 
@@ -75,6 +78,7 @@ impl Region {
             depot: Depot::new(),
             exhaustion: Exhaustion::new(),
             invalidated_searches: AtomicUsize::new(0),
+            contended_out_of_memory: AtomicUsize::new(0),
             _mapping: mapping,
         };
         region.maps.release(region.top, BlockIndex(0));
@@ -412,6 +416,19 @@ impl Region {
     pub(crate) fn invalidated_searches(&self) -> usize {
         // Relaxed: a diagnostic count.
         self.invalidated_searches.load(Ordering::Relaxed)
+    }
+
+    /// Counts an out-of-memory answer whose every decision search another thread's move
+    /// overlapped.
+    pub(crate) fn note_contended_out_of_memory(&self) {
+        // Relaxed: a diagnostic count.
+        self.contended_out_of_memory.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Out-of-memory answers so far given without a quiet search.
+    pub(crate) fn contended_out_of_memory(&self) -> usize {
+        // Relaxed: a diagnostic count.
+        self.contended_out_of_memory.load(Ordering::Relaxed)
     }
 
     /// A snapshot of the bitmaps (cached bytes counted as allocated). O(metadata).
