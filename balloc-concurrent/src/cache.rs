@@ -26,15 +26,24 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 use crate::config::CacheConfig;
 use crate::facade::{AtomicPtr, AtomicUsize, Ordering};
+use crate::fault::{self, Fault};
+use crate::region::Region;
 use crate::shared::PoolShared;
 use crate::tags::TagKey;
 use crate::units::{Offset, Order};
 
-/// One stack per possible order value `0..=usize::BITS`, indexed by the order itself. The
+/// One stack per possible order value `1..=usize::BITS`, stack `k` at index `k - 1`. The
 /// order functions (`btok`, `fast_layout_order`) compute `usize::BITS - leading_zeros(..)`,
-/// which the compiler knows is at most 64, so indexing needs no bounds check on the fast
-/// path. Orders that are not cached (and 64, the order of impossible sizes) have capacity 0.
-const STACKS: usize = usize::BITS as usize + 1;
+/// which the compiler knows is in `1..=64`, so indexing needs no bounds check on the fast
+/// path, and `k - 1` is the `bsr` they start from (no displacement in the stack's address).
+/// Orders that are not cached (and 64, the order of impossible sizes) have capacity 0.
+const STACKS: usize = usize::BITS as usize;
+
+/// The index of order `k`'s stack and batch (see [`STACKS`]).
+#[inline(always)]
+fn index(k: Order) -> usize {
+    k.slot() - 1
+}
 
 /// A bounded stack of block addresses in the entries `bottom..end`, filled up to `top`, taking
 /// pushes up to `limit` (`end`, or less while the cache is closed).
@@ -80,23 +89,43 @@ impl Stack {
 #[derive(Clone, Copy)]
 pub(crate) struct Owner {
     pub(crate) base: NonNull<u8>,
+    /// The region's size in bytes.
+    pub(crate) region_bytes: usize,
     pub(crate) tags: TagKey,
     pub(crate) pool_id: u64,
     pub(crate) shared: NonNull<PoolShared>,
 }
 
+impl Owner {
+    pub(crate) fn new(region: &Region, pool_id: u64, shared: NonNull<PoolShared>) -> Self {
+        Self {
+            base: region.base,
+            region_bytes: region.top.bytes(),
+            tags: region.tag_key(),
+            pool_id,
+            shared,
+        }
+    }
+}
+
 /// One thread's cache for one pool.
+///
+/// `repr(C)` with the stacks first: stack `k` is at `cache + 32 (k - 1)`, where `k - 1` is the
+/// `bsr` the order functions start from, so the fast paths' loads and compares address it with
+/// no displacement (the compiler's own layout left the stacks behind the other fields).
+#[repr(C)]
 pub(crate) struct Cache {
-    /// The pool's base, copied so a hit never reaches the shared state.
+    /// Four words per stack, so that the fast path indexes them with a shift.
+    stacks: [Stack; STACKS],
+    /// The pool's base and region size, copied so a hit never reaches the shared state.
     base: NonNull<u8>,
+    region_bytes: usize,
     tags: TagKey,
     /// The id of the pool this cache serves (the thread-cache lookup key).
     pub(crate) pool_id: u64,
     /// The pool's shared state (for a thread's cache at exit, which holds a weak reference).
     pub(crate) shared: NonNull<PoolShared>,
-    /// Four words per stack, so that the fast path indexes them with a shift.
-    stacks: [Stack; STACKS],
-    /// `batches[k]`: blocks moved per refill or flush of order `k`.
+    /// `batches[index(k)]`: blocks moved per refill or flush of order `k`.
     batches: [u16; STACKS],
     /// The entries of all stacks, one allocation of `total_capacity` words (null when 0).
     entries: *mut usize,
@@ -150,7 +179,8 @@ impl Cache {
             p.cast::<usize>()
         };
         let mut at = 0usize;
-        let stacks = core::array::from_fn(|k| {
+        let stacks = core::array::from_fn(|i| {
+            let k = i + 1;
             let cap = if total == 0 {
                 0
             } else {
@@ -165,9 +195,10 @@ impl Cache {
                 limit: Cell::new(bottom.wrapping_add(cap)),
             }
         });
-        let batches = core::array::from_fn(|k| config.batch.get(k).copied().unwrap_or(0));
+        let batches = core::array::from_fn(|i| config.batch.get(i + 1).copied().unwrap_or(0));
         let cache = Cache {
             base: owner.base,
+            region_bytes: owner.region_bytes,
             tags: owner.tags,
             pool_id: owner.pool_id,
             shared: owner.shared,
@@ -219,7 +250,7 @@ impl Cache {
 
     #[inline(always)]
     fn stack(&self, k: Order) -> &Stack {
-        &self.stacks[k.slot()]
+        &self.stacks[index(k)]
     }
 
     /// Offset of the block at `p` from the pool base.
@@ -250,16 +281,28 @@ impl Cache {
         Some(p)
     }
 
-    /// Fast path: tags and caches the block at `p` of order `k`, which the caller holds.
-    /// False, with nothing written, when the stack is full (or the order is not cached).
+    /// Fast path of a trusted free: tags and caches the block at `p` of order `k`, which the
+    /// caller says it holds. False, with nothing written, when the stack is full (or the order
+    /// is not cached).
+    ///
+    /// Checked, in every build: a pointer outside the region, or a block whose first word
+    /// already holds its tag (it is cached-free: a double free), stops the process
+    /// (`fault::stop`) before anything is written.
     #[inline(always)]
     pub(crate) fn push(&self, k: Order, p: NonNull<u8>) -> bool {
         let Some((s, top)) = self.free_slot(k) else {
             return false;
         };
-        crate::region::debug_fill_freed(self.base, self.offset_of(p), k);
-        // SAFETY: the caller holds the block, so it is ours to tag.
-        unsafe { self.tags.set(p, self.offset_of(p)) };
+        let off = self.offset_of(p);
+        if off.0 >= self.region_bytes {
+            fault::stop(Fault::Foreign, p.as_ptr());
+        }
+        crate::region::debug_fill_freed(self.base, off, k);
+        // SAFETY: `p` is inside the region, and the caller holds the block (the swap reports a
+        // block that is already cached instead of writing it).
+        if unsafe { self.tags.set_unless_tagged(p, off) } {
+            fault::stop(Fault::DoubleFree, p.as_ptr());
+        }
         Self::fill(s, top, p);
         true
     }
@@ -303,7 +346,7 @@ impl Cache {
     /// Blocks moved per refill or flush of order `k`.
     #[inline]
     pub(crate) fn batch(&self, k: Order) -> usize {
-        self.batches[k.slot()] as usize
+        self.batches[index(k)] as usize
     }
 
     /// Free entries of order `k` (none while the cache is closed).
@@ -345,7 +388,7 @@ impl Cache {
 
     fn cached_stacks(&self) -> impl Iterator<Item = &Stack> {
         self.stacks
-            .get(self.first.slot()..=self.last.slot())
+            .get(index(self.first)..=index(self.last))
             .unwrap_or(&[])
             .iter()
     }

@@ -21,6 +21,8 @@ unsafe impl GlobalAlloc for ConcurrentPool {
             .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
+    /// Frees through [`ConcurrentPool::dealloc`], with its checks: a pointer outside the pool
+    /// or a block that is already free stops the process with a `balloc:` message.
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with `layout` (so non-null).
@@ -74,6 +76,9 @@ macro_rules! impl_allocator {
                 Ok(NonNull::slice_from_raw_parts(p, len))
             }
 
+            /// Frees through the handle's sized `dealloc`, with its checks: a pointer outside
+            /// the pool or a block that is already free stops the process with a `balloc:`
+            /// message.
             #[inline]
             unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
                 if layout.size() != 0 {

@@ -45,6 +45,7 @@ use balloc_core::{AllocError, FreeError};
 
 use crate::cache::Cache;
 use crate::facade::{spin_wait, Ordering, LOOM, MUTANTS};
+use crate::fault::{self, Fault};
 use crate::region::{debug_fill_freed, Region};
 use crate::shared::PoolShared;
 use crate::thread_cache;
@@ -214,10 +215,17 @@ fn refill_and_pop(region: &Region, c: &Cache, k: Order) -> Option<NonNull<u8>> {
     c.pop(k)
 }
 
-/// Frees the block at `p` of order `k` that the caller holds (trusted: no validation), after
-/// the fast path found its stack full, or its order uncached.
+/// Frees the block at `p` of order `k` that the caller holds (trusted: the layout is not
+/// validated), after the fast path found its stack full, or its order uncached.
+///
+/// Checked, in every build, as the fast path checks (see `Cache::push`): a pointer outside the
+/// region, or a block that is already free (its tag is there, or its live bit is clear),
+/// stops the process before the block reaches a cache or the bitmaps.
 pub(crate) fn dealloc(who: Caller<'_>, p: NonNull<u8>, k: Order) {
     let region = who.region();
+    if !region.contains(p.as_ptr()) {
+        fault::stop(Fault::Foreign, p.as_ptr());
+    }
     match who.cache {
         Some(c) if c.caches(k) && !c.is_closed() => {
             act_on_pressure(who, c);
@@ -228,10 +236,11 @@ pub(crate) fn dealloc(who: Caller<'_>, p: NonNull<u8>, k: Order) {
             }
         }
         _ => {
-            let off = region.offset_of(p);
-            debug_fill_freed(region.base, off, k);
-            let r = region.release(off, k);
-            debug_assert!(r.is_ok(), "dealloc of a block that is not allocated");
+            // As a validated free of a known block: claim its tag (cacheable orders, so a
+            // block sitting in some cache is caught), then clear its live bit.
+            if region.release_validated(region.offset_of(p), k).is_err() {
+                fault::stop(Fault::DoubleFree, p.as_ptr());
+            }
         }
     }
 }

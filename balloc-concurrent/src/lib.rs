@@ -15,6 +15,7 @@ mod cache;
 pub mod config;
 mod depot;
 mod exhaustion;
+mod fault;
 mod ladder;
 mod region;
 mod registry;

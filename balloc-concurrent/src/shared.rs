@@ -55,12 +55,7 @@ impl PoolShared {
         // SAFETY: PoolShared is not zero-sized.
         let ptr = unsafe { System.alloc(Layout::new::<PoolShared>()) }.cast::<PoolShared>();
         let ptr = NonNull::new(ptr).ok_or(InitError::Os { code: 0 })?;
-        let owner = Owner {
-            base: region.base,
-            tags: region.tag_key(),
-            pool_id: id,
-            shared: ptr,
-        };
+        let owner = Owner::new(&region, id, ptr);
         let Some(empty_cache) = Cache::create_empty(owner) else {
             // SAFETY: allocated above with this layout, never used.
             unsafe { System.dealloc(ptr.as_ptr().cast(), Layout::new::<PoolShared>()) };
@@ -107,12 +102,7 @@ impl PoolShared {
             return Some(c);
         }
         let region = self.region();
-        let owner = Owner {
-            base: region.base,
-            tags: region.tag_key(),
-            pool_id: self.id,
-            shared: NonNull::from(self),
-        };
+        let owner = Owner::new(region, self.id, NonNull::from(self));
         let c = Cache::create(owner, &region.config, pressure)?;
         // SAFETY: new, unlisted; the registry owns it from now on.
         unsafe { self.registry.push(c) };

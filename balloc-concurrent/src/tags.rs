@@ -12,8 +12,9 @@
 //!
 //! False alarms need a caller to store exactly the tag in its block's first word (a 2^-63
 //! chance for data not derived from the secret); they refuse a valid free (a leak), never
-//! corrupt the pool. The trusted paths (`dealloc` with a layout) write the tag with a plain
-//! store and never read it.
+//! corrupt the pool. The trusted paths (`dealloc` with a layout) read the word before they write
+//! the tag with a plain store: a block whose tag is there is already free, and the process
+//! stops (`fault`); a false alarm there stops a correct program, with the same 2^-63 odds.
 //!
 //! Where the tag word lives is the facade's business (`TagTable`): in the block natively, in a
 //! side table of loom atomics under loom, which cannot see atomics placed in raw memory.
@@ -78,6 +79,30 @@ impl TagKey {
         // Relaxed: the block is ours; the tag is published by the Release of whatever hands the
         // block on (set_live, a depot hand-over, or the caller's own synchronisation).
         word.store(self.tag(block), Ordering::Relaxed);
+    }
+
+    /// Marks the block at `block` (offset `off`) as cached-free, as [`Self::set`], unless its
+    /// tag is there already: then writes nothing and returns true (the block is cached-free,
+    /// so this free is a double free). A plain load and a store, not a read-modify-write: the
+    /// trusted paths catch a repeated free, not two frees of one block racing each other.
+    ///
+    /// # Safety
+    /// - `block` is a block start inside the key's pool, alive; unless the tag is there, the
+    ///   calling thread owns the block (no caller holds it).
+    #[inline(always)]
+    pub(crate) unsafe fn set_unless_tagged(self, block: NonNull<u8>, off: Offset) -> bool {
+        let tag = self.tag(block);
+        // SAFETY: forwarded from the caller: a block the caller holds, which no other thread
+        // writes (a tag there was written by this thread, or published to it by whatever
+        // handed it the block); a cached block's word is written only by its cache's owner.
+        if unsafe { self.words.read_held(block, off.0) } == tag {
+            return true;
+        }
+        // SAFETY: forwarded from the caller.
+        let word = unsafe { self.words.word(block, off.0) };
+        // Relaxed: as in `set`.
+        word.store(tag, Ordering::Relaxed);
+        false
     }
 
     /// Clears the tag of the block at `block` (offset `off`), about to be handed to a caller.

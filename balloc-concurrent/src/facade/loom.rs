@@ -87,6 +87,16 @@ impl TagWords {
         // (the caller's obligation); `off` is inside the pool.
         unsafe { &*self.side.add(off >> SMALLEST_K) }
     }
+
+    /// The tag word's value, read by a thread that holds the block (a loom atomic load).
+    ///
+    /// # Safety
+    /// - as for [`Self::word`].
+    #[inline(always)]
+    pub(crate) unsafe fn read_held(self, block: NonNull<u8>, off: usize) -> usize {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.word(block, off) }.load(crate::facade::Ordering::Relaxed)
+    }
 }
 
 std::thread_local! {

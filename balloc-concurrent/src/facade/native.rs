@@ -96,6 +96,19 @@ impl TagWords {
         // own accesses happen while it holds the block (ordered by its own synchronisation).
         unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
     }
+
+    /// The tag word's value, read by a thread that holds the block (so no other thread writes
+    /// the word meanwhile): a plain load, which the compiler may fold into the comparison that
+    /// uses it (an atomic load it keeps separate).
+    ///
+    /// # Safety
+    /// - as for [`Self::word`], and no other thread writes the word during the read.
+    #[inline(always)]
+    pub(crate) unsafe fn read_held(self, block: NonNull<u8>, _off: usize) -> usize {
+        // SAFETY: mapped, aligned pool memory (the caller's obligation), and no concurrent
+        // write (the caller holds the block).
+        unsafe { block.as_ptr().cast::<usize>().read() }
+    }
 }
 
 /// Whether the depot peeks (a Relaxed load) before its magazine CAS: always natively.
