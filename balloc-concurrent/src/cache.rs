@@ -388,7 +388,8 @@ impl Cache {
 
     fn cached_stacks(&self) -> impl Iterator<Item = &Stack> {
         self.stacks
-            .get(index(self.first)..=index(self.last))
+            // `max(1)`: the empty cache's range is order 0, which has no stack (none is cached).
+            .get(index(self.first.max(Order(1)))..=index(self.last.max(Order(1))))
             .unwrap_or(&[])
             .iter()
     }
