@@ -1,7 +1,9 @@
 //! `core_ops`: arbitrary sequences of operations on two `BuddyPool`s, checked against a model of
 //! their live blocks after every step.
 //!
-//! Checked, after every operation on a pool:
+//! Checked after every operation on a pool: its outcome, exactly (below). Checked every
+//! [`CHECK_EVERY`] operations on a pool, after its last one, and before each pool is dropped or
+//! emptied (so on every input):
 //! - `validate()` passes;
 //! - the live blocks of the model and the free blocks of `free_blocks()` tile the pool exactly
 //!   (no overlap, no gap), every block aligned to its size;
@@ -26,6 +28,22 @@ use libfuzzer_sys::fuzz_target;
 
 /// How many freed pointers each pool remembers, to free them again.
 const FREED_KEPT: usize = 32;
+
+/// Operations on a pool between two full checks of its invariants ([`Model::check`], which
+/// walks all of its metadata). Every operation's own outcome is checked at once; a full check
+/// after each of them cost more than everything else, and kept the fuzzer at a few thousand
+/// inputs a minute.
+const CHECK_EVERY: u32 = 16;
+
+std::thread_local! {
+    /// The two pools every input starts with, kept from one input to the next when it left
+    /// them at their first sizes (then empty and coalesced, as new): making and dropping two
+    /// pools per input (two mappings, their page faults) is work no input needs.
+    static KEPT: std::cell::RefCell<Option<[Model; 2]>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Pool sizes every input starts with.
+const FIRST_SIZES: [usize; 2] = [1 << MIN_K, 1 << (MIN_K + 1)];
 
 #[derive(Arbitrary, Debug)]
 enum PoolSize {
@@ -116,6 +134,8 @@ struct Model {
     /// Pointers freed lately, oldest first.
     freed: Vec<NonNull<u8>>,
     tag: u8,
+    /// Operations since the last full check.
+    unchecked: u32,
 }
 
 impl Model {
@@ -129,6 +149,24 @@ impl Model {
             live: Vec::new(),
             freed: Vec::new(),
             tag: 0,
+            unchecked: 0,
+        }
+    }
+
+    /// Back to the state of a new pool of its size, keeping the pool: empty (checked by the
+    /// caller's `drain`), with no history. Inputs must not depend on each other.
+    fn reset(&mut self) {
+        debug_assert!(self.live.is_empty());
+        self.freed.clear();
+        self.tag = 0;
+        self.unchecked = 0;
+    }
+
+    /// The full check, every [`CHECK_EVERY`] operations.
+    fn step_done(&mut self) {
+        self.unchecked += 1;
+        if self.unchecked == CHECK_EVERY {
+            self.check();
         }
     }
 
@@ -170,9 +208,20 @@ impl Model {
         }
     }
 
+    /// The largest free block's size (0 when none). From the free lists, which is
+    /// O(free blocks), where `stats()` reads all of the metadata; the full check compares the
+    /// two.
+    fn largest_free(&self) -> usize {
+        self.pool
+            .free_blocks()
+            .map(|(_, k)| 1usize << k)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The result an allocation of order `k` must have now.
     fn predict(&self, k: u32) -> Result<u32, AllocError> {
-        if self.pool.stats().largest_free_block >= 1 << k {
+        if self.largest_free() >= 1 << k {
             Ok(k)
         } else {
             Err(AllocError::OutOfMemory { order: k })
@@ -236,7 +285,7 @@ impl Model {
         unsafe { b.check("before realloc") };
         let bytes = size.bytes(self.size());
         let nk = btok(bytes);
-        let largest = self.pool.stats().largest_free_block;
+        let largest = self.largest_free();
         // Grows in place iff the block is the lower part of the order-nk block and nothing live
         // is in the rest of it (then the upper buddies are free, and whole, since free buddies
         // are always merged).
@@ -347,14 +396,19 @@ impl Model {
         match self.expected_free(p) {
             Ok(i) => self.free_live(i),
             Err(e) => {
-                let before = self.pool.stats();
+                // The free blocks, not `stats()`: the same state for this purpose (a change to
+                // a live bit alone shows in the next full check), read in O(free blocks).
+                let before: Vec<_> = self.pool.free_blocks().collect();
                 assert_eq!(
                     self.pool.free(p),
                     Err(e),
                     "free({p:p}) at offset {:#x}",
                     p.as_ptr().addr().wrapping_sub(self.base())
                 );
-                assert_eq!(self.pool.stats(), before, "a rejected free changes nothing");
+                assert!(
+                    self.pool.free_blocks().eq(before.iter().copied()),
+                    "a rejected free changes nothing"
+                );
                 assert_eq!(
                     self.pool.realloc(p, 1),
                     Err(AllocError::InvalidPointer(e)),
@@ -371,6 +425,9 @@ impl Model {
 
     /// Frees every live block, checking its contents; the pool must coalesce.
     fn drain(&mut self) {
+        if self.unchecked > 0 {
+            self.check();
+        }
         while !self.live.is_empty() {
             self.free_live(self.live.len() - 1);
         }
@@ -378,8 +435,9 @@ impl Model {
         self.check();
     }
 
-    /// The model's invariants, checked after every step.
-    fn check(&self) {
+    /// The model's invariants: the full check.
+    fn check(&mut self) {
+        self.unchecked = 0;
         if let Err(e) = self.pool.validate() {
             panic!("{e}");
         }
@@ -426,7 +484,9 @@ impl Model {
 
 fuzz_target!(|ops: Vec<Op>| {
     let stack = 0u64;
-    let mut pools = [Model::new(1 << MIN_K), Model::new(1 << (MIN_K + 1))];
+    let mut pools = KEPT
+        .with(|k| k.borrow_mut().take())
+        .unwrap_or_else(|| FIRST_SIZES.map(Model::new));
     for op in &ops {
         let which = match *op {
             Op::New { pool, .. }
@@ -475,22 +535,30 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
             }
             Op::Trim { .. } => {
-                let before = m.pool.stats();
+                // Free blocks rather than `stats()` (which reads all of the metadata): the full
+                // check compares the two.
+                let before: Vec<_> = m.pool.free_blocks().collect();
+                let free_bytes: usize = before.iter().map(|&(_, k)| 1usize << k).sum();
                 let released = m.pool.trim();
+                assert!(released <= free_bytes, "trim releases only free memory");
                 assert!(
-                    released <= before.free_bytes,
-                    "trim releases only free memory"
+                    m.pool.free_blocks().eq(before.iter().copied()),
+                    "trim moves no block"
                 );
-                assert_eq!(m.pool.stats(), before, "trim moves no block");
             }
             Op::Free { .. } | Op::Realloc { .. } => {}
         }
-        m.check();
-        if matches!(op, Op::FreeGarbage { .. }) {
-            other.check();
-        }
+        m.step_done();
     }
     for m in &mut pools {
         m.drain();
+        m.reset();
+    }
+    if pools
+        .iter()
+        .zip(FIRST_SIZES)
+        .all(|(m, size)| m.size() == size)
+    {
+        KEPT.with(|k| *k.borrow_mut() = Some(pools));
     }
 });
