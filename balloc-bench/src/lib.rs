@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod balloc;
 pub mod exhaust;
+pub mod latency;
 pub mod machine;
 pub mod registry;
 pub mod report;
