@@ -7,7 +7,7 @@ use balloc_concurrent::{ConcurrentPool, SMALLEST_K};
 
 /// Fill rounds before [`fill`] gives up: one round takes everything unless blocks come back
 /// from somewhere (this thread's cache after the flush); a second one takes those.
-const FILL_ROUNDS: usize = 4;
+pub const FILL_ROUNDS: usize = 4;
 
 /// Allocates every byte of `pool` from the calling thread, largest blocks first (each order
 /// until it fails), and returns the blocks. Afterwards nothing is free: not in the shared

@@ -50,7 +50,7 @@ struct Args {
     /// Unmeasured warm-up run before the repetitions of each cell, in milliseconds.
     #[arg(long, default_value_t = 10)]
     warmup_ms: u64,
-    /// Seed for the random workloads.
+    /// Seed for the random workloads (`larson`, `fragmentation`).
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
     /// A smoke run for CI: 5 ms runs, one repetition, no warm-up (numbers meaningless).
@@ -116,18 +116,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         plan.iter().map(|p| p.1.len()).sum::<usize>() * args.threads.len() * args.reps;
 
     println!("balloc scaling report");
-    println!("machine: {machine}");
+    let mut head = vec![format!("machine: {machine}")];
     if let Some(note) = machine.oversubscription(&args.threads) {
-        println!("note: {note}");
+        head.push(format!("note: {note}"));
     }
-    println!(
-        "runs: {} ms each, {} repetitions (median and min–max shown), {} ms warm-up per cell, seed {:#x}",
+    head.push(format!(
+        "runs: {} ms each, {} repetitions (median and min–max shown), {} ms warm-up per cell, \
+         seed {}",
         args.duration_ms, args.reps, args.warmup_ms, args.seed
-    );
-    println!(
-        "time limit: {:.1} s a run (a run without a result by then is killed and reported as stalled)",
+    ));
+    head.push(format!(
+        "time limit: {:.1} s a run (a run without a result by then is killed and reported as \
+         stalled)",
         limit.as_secs_f64()
-    );
+    ));
+    for line in head.iter().flat_map(|p| report::wrap(p, report::WIDTH)) {
+        println!("{line}");
+    }
     std::io::stdout().flush()?;
 
     let mut runner = Runner {
@@ -216,6 +221,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         workloads: &args.workloads,
         allocs: &args.allocators,
         threads: &args.threads,
+        cpus: machine.cpus,
     };
     print!("{}", report.text());
     let errors: u64 = samples.iter().map(|s| s.outcome.errors).sum();
@@ -228,38 +234,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             incidents.len()
         );
         for line in &incidents {
-            println!("  {line}");
+            for (i, part) in report::wrap(line, report::WIDTH - 4).iter().enumerate() {
+                println!("{}{part}", if i == 0 { "  " } else { "    " });
+            }
         }
     }
     println!("\ntotal {:.1} s", wall.as_secs_f64());
 
     let dir = args.out.unwrap_or_else(report::default_dir);
     std::fs::create_dir_all(&dir)?;
-    let mut header = format!(
-        "# balloc scaling report\n\nMachine: {machine}.  \nRuns: {} ms each, {} repetitions, \
-         {} ms warm-up per cell, seed {:#x}, time limit {:.1} s a run; {} s in all.  \nOp = one \
-         allocation and its free. Cells: median [min–max] over the repetitions, then the ratio \
-         of the median to the first row's.\n",
-        args.duration_ms,
-        args.reps,
-        args.warmup_ms,
-        args.seed,
-        limit.as_secs_f64(),
-        wall.as_secs()
-    );
+    let mut setup = vec![
+        format!("**Machine**: {machine}."),
+        format!(
+            "**Runs**: {} ms each, {} repetitions, {} ms warm-up per cell, seed {}, time limit \
+             {:.1} s a run; {} s in all.",
+            args.duration_ms,
+            args.reps,
+            args.warmup_ms,
+            args.seed,
+            limit.as_secs_f64(),
+            wall.as_secs()
+        ),
+    ];
     if let Some(note) = machine.oversubscription(&args.threads) {
-        header.push_str(&format!("\nNote: {note}.\n"));
+        setup.push(format!("**Note**: {note}."));
     }
+    let (how, what) = report::guide(&args.workloads);
+    let mut header = format!(
+        "# balloc scaling report\n\n{}\n## How to read it\n\n{}\n## Workloads\n\n{}",
+        report::bullets(&setup),
+        report::bullets(&how),
+        report::bullets(&what)
+    );
     if !incidents.is_empty() {
         header.push_str(&format!(
-            "\n**{} runs did not finish** (killed at the time limit, or crashed), marked in the \
+            "\n**{} runs did not finish** (killed at the time limit, or crashed), marked in\nthe \
              tables and left out of every number:\n\n",
             incidents.len()
         ));
-        for line in &incidents {
-            header.push_str(&format!("- {line}\n"));
-        }
+        header.push_str(&report::bullets(&incidents));
     }
+    header.push_str("\n## Results\n");
     std::fs::write(dir.join("results.md"), header + &report.markdown())?;
     std::fs::write(dir.join("results.csv"), report::csv(&samples))?;
     let mut subtitle = format!(

@@ -131,6 +131,34 @@ impl Workload {
             .to_owned()
     }
 
+    /// What the workload does, in a sentence for the report's readers.
+    pub fn about(self) -> &'static str {
+        match self {
+            Workload::Pair64 => "each thread allocates 64 B and frees it at once, in a loop",
+            Workload::Pair4k => "the same with 4 KiB blocks",
+            Workload::Pair64k => "the same with 64 KiB blocks",
+            Workload::Batch => {
+                "each thread allocates 1,000 blocks (64 B to 4 KiB, each power of two in turn), \
+                 then frees them in the same order"
+            }
+            Workload::Larson => {
+                "a server simulation (Larson & Krishnan): each thread holds 1,000 blocks of \
+                 8-1,000 B and replaces a random one per op; one freed block in 8 goes to the \
+                 next thread, which frees it"
+            }
+            Workload::ProducerConsumer => {
+                "threads in pairs: one allocates 64 B blocks and passes them through a ring, the \
+                 other frees them (every free is a cross-thread free); `ring only` is the ring \
+                 with no allocator, its ceiling"
+            }
+            Workload::Fragmentation => {
+                "random sizes (17 B to 64 KiB) and lifetimes on a 64 MiB pool until the first \
+                 out-of-memory; the result is how much of the pool was live then (pool \
+                 allocators only)"
+            }
+        }
+    }
+
     /// True for the workloads that measure throughput (all but `fragmentation`).
     pub fn is_throughput(self) -> bool {
         self != Workload::Fragmentation

@@ -16,7 +16,9 @@
 //!
 //! Protocol, one line each way per run: `run <workload> <allocator> <threads> <duration ns>
 //! <seed> <rep or warmup>`, answered by `done <ops> <errors> <elapsed ns> <requested share>
-//! <allocated share>` (the shares `-` outside `fragmentation`). Other lines on stdout are ignored.
+//! <allocated share> <latency>` (the shares `-` outside `fragmentation`; the latency
+//! `<samples>/<p50>/<p99>/<p99.9>/<max>` in ns, or `-` for a run that sampled none). Other lines on
+//! stdout are ignored.
 //!
 //! Test hook: a worker whose environment has `BALLOC_BENCH_STALL` set to a comma-separated list
 //! of `workload/allocator/threads[/rep]` blocks the threads of every matching run forever, as a
@@ -30,6 +32,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use crate::latency::Latency;
 use crate::registry::{AllocKind, Instances, Run, ThreadPools, Workload};
 use crate::workload::{Budget, Frag, Outcome};
 
@@ -105,18 +108,43 @@ fn answer(o: &Outcome) -> String {
         // (`NaN` included), so nothing is lost on the way.
         (f.requested_share.to_string(), f.allocated_share.to_string())
     });
+    let lat = o.lat.map_or("-".to_owned(), |l| {
+        format!("{}/{}/{}/{}/{}", l.samples, l.p50, l.p99, l.p999, l.max)
+    });
     format!(
-        "done {} {} {} {req} {alloc}",
+        "done {} {} {} {req} {alloc} {lat}",
         o.ops,
         o.errors,
         o.elapsed.as_nanos()
     )
 }
 
+/// Parses the latency field of an answer: `Some(None)` for `-`.
+fn parse_latency(field: &str) -> Option<Option<Latency>> {
+    if field == "-" {
+        return Some(None);
+    }
+    let v: Vec<u64> = field
+        .split('/')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [samples, p50, p99, p999, max] = v[..] else {
+        return None;
+    };
+    Some(Some(Latency {
+        samples,
+        p50,
+        p99,
+        p999,
+        max,
+    }))
+}
+
 /// Parses [`answer`]'s output; `None` for any other line.
 fn parse_answer(line: &str) -> Option<Outcome> {
     let f: Vec<&str> = line.split_whitespace().collect();
-    let ["done", ops, errors, elapsed, req, alloc] = f[..] else {
+    let ["done", ops, errors, elapsed, req, alloc, lat] = f[..] else {
         return None;
     };
     let frag = match (req, alloc) {
@@ -131,6 +159,7 @@ fn parse_answer(line: &str) -> Option<Outcome> {
         errors: errors.parse().ok()?,
         elapsed: Duration::from_nanos(elapsed.parse().ok()?),
         frag,
+        lat: parse_latency(lat)?,
     })
 }
 
@@ -356,15 +385,26 @@ mod tests {
             errors: 4,
             elapsed: Duration::from_nanos(987_654_321),
             frag: None,
+            lat: Some(Latency {
+                samples: 1000,
+                p50: 12,
+                p99: 340,
+                p999: 5_600,
+                max: 7_800_000,
+            }),
         };
         let back = parse_answer(&answer(&o)).unwrap();
         assert_eq!((back.ops, back.errors, back.elapsed), (123, 4, o.elapsed));
         assert!(back.frag.is_none());
+        assert_eq!(back.lat, o.lat);
+        assert_eq!(parse_latency("-"), Some(None));
+        assert_eq!(parse_latency("1/2/3/4"), None);
         let f = Outcome {
             frag: Some(Frag {
                 requested_share: 0.1 + 0.2,
                 allocated_share: f64::NAN,
             }),
+            lat: None,
             ..o
         };
         let back = parse_answer(&answer(&f)).unwrap().frag.unwrap();

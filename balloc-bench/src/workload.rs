@@ -23,7 +23,10 @@ use crossbeam_utils::{Backoff, CachePadded};
 use rayon::ThreadPool;
 use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
+use hdrhistogram::Histogram;
+
 use crate::alloc::{BenchAlloc, Block, LocalAlloc};
+use crate::latency::{self, Latency, Timed};
 use crate::rng::Rng;
 
 /// Alignment asked for in every request: what a typical struct of words asks for. (balloc's
@@ -145,6 +148,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// `fragmentation` only: what was live at the first out-of-memory.
     pub frag: Option<Frag>,
+    /// Runs under a deadline (the report's), all but `fragmentation` and `ring-only`: the
+    /// latency of a sample of the allocator calls (see [`crate::latency`]).
+    pub lat: Option<Latency>,
 }
 
 impl Outcome {
@@ -173,6 +179,8 @@ struct ThreadOut {
     /// `fragmentation`: requested bytes live at the stop, and (thread 0 only) the allocator's count.
     live: usize,
     allocated: Option<usize>,
+    /// The timed calls, where this thread sampled them.
+    lat: Option<Histogram<u64>>,
 }
 
 impl ThreadOut {
@@ -184,7 +192,16 @@ impl ThreadOut {
             end: start,
             live: 0,
             allocated: None,
+            lat: None,
         }
+    }
+}
+
+impl Budget {
+    /// Whether a run samples call latencies: under a deadline (the report's runs), for real
+    /// allocators; criterion's round budgets run without the clock reads.
+    fn samples<A: BenchAlloc>(self) -> bool {
+        A::REAL && matches!(self, Budget::Time(_))
     }
 }
 
@@ -224,11 +241,19 @@ where
         .map(|o| o.end)
         .max()
         .expect("at least one thread");
+    let mut hist: Option<Histogram<u64>> = None;
+    for h in outs.iter().filter_map(|o| o.lat.as_ref()) {
+        match &mut hist {
+            Some(all) => latency::merge(all, h),
+            None => hist = Some(h.clone()),
+        }
+    }
     let outcome = Outcome {
         ops: outs.iter().map(|o| o.ops).sum(),
         errors: outs.iter().map(|o| o.errors).sum(),
         elapsed: end - start,
         frag: None,
+        lat: hist.as_ref().and_then(Latency::of),
     };
     (outcome, outs)
 }
@@ -249,8 +274,8 @@ fn layout(size: usize) -> Layout {
 /// `pair`: alloc + free of one size in a loop, on every thread.
 pub fn pair<A: BenchAlloc>(a: &A, pool: &ThreadPool, size: usize, budget: Budget) -> Outcome {
     let layout = layout(size);
-    on_threads(pool, |_, gate| {
-        let mut local = a.local();
+    on_threads(pool, |t, gate| {
+        let mut local = Timed::new(a.local(), budget.samples::<A>(), t as u64);
         let mut clock = Clock::new(budget, gate.open());
         let mut out = ThreadOut::new(clock.start);
         loop {
@@ -271,6 +296,7 @@ pub fn pair<A: BenchAlloc>(a: &A, pool: &ThreadPool, size: usize, budget: Budget
             out.ops += n;
         }
         out.end = Instant::now();
+        out.lat = local.finish();
         out
     })
     .0
@@ -279,8 +305,8 @@ pub fn pair<A: BenchAlloc>(a: &A, pool: &ThreadPool, size: usize, budget: Budget
 /// `batch`: per round, [`BATCH_LEN`] allocations cycling through [`BATCH_SIZES`], then their
 /// frees in allocation order.
 pub fn batch<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget) -> Outcome {
-    on_threads(pool, |_, gate| {
-        let mut local = a.local();
+    on_threads(pool, |t, gate| {
+        let mut local = Timed::new(a.local(), budget.samples::<A>(), t as u64);
         let mut live: Vec<Block> = Vec::with_capacity(BATCH_LEN);
         let mut rounds = 0;
         let mut clock = Clock::new(budget, gate.open());
@@ -325,6 +351,7 @@ pub fn batch<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget) -> Outcome
             rounds += 1;
         }
         out.end = Instant::now();
+        out.lat = local.finish();
         out
     })
     .0
@@ -340,12 +367,13 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
         .collect();
     let inboxes = &inboxes;
     on_threads(pool, |t, gate| {
-        let mut local = a.local();
+        let mut setup = a.local();
         let mut rng = Rng::new(seed, t as u64);
         let mut errors = 0;
         let mut window: Vec<Block> = (0..LARSON_WINDOW)
-            .map(|_| larson_block::<A>(&mut local, &mut rng, &mut errors))
+            .map(|_| larson_block::<A, _>(&mut setup, &mut rng, &mut errors))
             .collect();
+        let mut local = Timed::new(setup, budget.samples::<A>(), t as u64);
         let next = &inboxes[(t + 1) % threads];
         let mine = &inboxes[t];
         let mut clock = Clock::new(budget, gate.open());
@@ -364,7 +392,7 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
                     // SAFETY: `old` was live in this thread's window, allocated with its layout.
                     unsafe { local.dealloc(black_box(old.ptr), old.layout) };
                 }
-                window[slot] = larson_block::<A>(&mut local, &mut rng, &mut errors);
+                window[slot] = larson_block::<A, _>(&mut local, &mut rng, &mut errors);
                 if i % LARSON_DRAIN_EVERY == 0 {
                     while let Some(b) = mine.pop() {
                         // SAFETY: blocks in the inbox are live and owned by the inbox now.
@@ -375,6 +403,7 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
             ops += n;
         }
         let end = Instant::now();
+        let lat = local.finish();
         // Nobody pushes once everyone is past this barrier.
         gate.barrier.wait();
         for b in window.drain(..).chain(std::iter::from_fn(|| mine.pop())) {
@@ -388,6 +417,7 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
             end,
             live: 0,
             allocated: None,
+            lat,
         }
     })
     .0
@@ -397,7 +427,11 @@ pub fn larson<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget, seed: u64
 ///
 /// # Panics
 /// When the allocator fails [`GIVE_UP`] times in a row: it is not going to recover.
-fn larson_block<A: BenchAlloc>(local: &mut A::Local<'_>, rng: &mut Rng, errors: &mut u64) -> Block {
+fn larson_block<A: BenchAlloc, L: LocalAlloc>(
+    local: &mut L,
+    rng: &mut Rng,
+    errors: &mut u64,
+) -> Block {
     for _ in 0..GIVE_UP {
         let layout = layout(rng.between(LARSON_SIZES.0, LARSON_SIZES.1));
         if let Some(ptr) = local.alloc(layout) {
@@ -438,7 +472,7 @@ pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget
     }
     let layout = layout(PC_SIZE);
     on_threads(pool, |t, gate| {
-        let mut local = a.local();
+        let mut local = Timed::new(a.local(), budget.samples::<A>(), t as u64);
         let solo = threads == 1;
         let idle = t / 2 >= pairs;
         let producer = (!idle && (solo || t % 2 == 0)).then(|| take(&producers, t / 2));
@@ -511,6 +545,7 @@ pub fn producer_consumer<A: BenchAlloc>(a: &A, pool: &ThreadPool, budget: Budget
             }
         }
         out.end = Instant::now();
+        out.lat = local.finish();
         // A producer alone at the end of a run has freed nothing yet: account nothing to it.
         if !solo && t % 2 == 0 {
             out.end = out.start;

@@ -78,11 +78,19 @@ fn stalled_runs_are_reported_and_the_report_goes_on() {
             ["pair-64", "balloc-local", "2", _] | ["batch", "system", "1", "1"]
         );
         if stalled {
-            assert_eq!(r[4..], ["", "", "", "", "", "", "stalled"], "{csv}");
+            assert!(r[4..15].iter().all(|c| c.is_empty()), "{csv}");
+            assert_eq!(r[15], "stalled", "{csv}");
         } else {
-            assert_eq!(r[10], "ok", "{csv}");
+            assert_eq!(r[15], "ok", "{csv}");
             let mops: f64 = r[7].parse().expect("a number");
             assert!(mops > 0.0, "{csv}");
+            // Latency: samples, then p50 <= p99 <= p99.9 <= max.
+            let lat: Vec<u64> = r[10..15]
+                .iter()
+                .map(|c| c.parse().expect("a number"))
+                .collect();
+            assert!(lat[0] > 0, "{csv}");
+            assert!(lat[1..].windows(2).all(|w| w[0] <= w[1]), "{csv}");
         }
     }
 
@@ -99,20 +107,28 @@ fn stalled_runs_are_reported_and_the_report_goes_on() {
             .map(|c| c.trim_end_matches(" |").to_owned())
             .collect()
     };
-    let balloc = row("#### pair-64: Mops/s", "balloc LocalCache");
+    let balloc = row("#### pair-64: throughput", "balloc LocalCache");
     assert_eq!(balloc[1], "stalled", "{md}");
     assert!(balloc[0].ends_with("1.00×"), "{md}");
-    let system = row("#### pair-64: Mops/s", "system (glibc)");
+    let system = row("#### pair-64: throughput", "system (glibc)");
     assert!(system.iter().all(|c| c.contains('[')), "{md}");
     assert_eq!(
-        row("#### pair-64: scaling", "balloc LocalCache")[1],
+        row("#### pair-64: speedup", "balloc LocalCache")[1],
         "stalled"
     );
-    let system = row("#### batch: Mops/s", "system (glibc)");
+    let system = row("#### batch: throughput", "system (glibc)");
     assert!(system[0].ends_with("(1/2 stalled)"), "{md}");
     assert!(md.contains("**4 runs did not finish**"), "{md}");
     assert!(md.contains("left out of the medians"), "{md}");
     assert!(stdout.contains("stalled"), "{stdout}");
+    assert!(
+        md.contains("#### batch: latency of one allocator call"),
+        "{md}"
+    );
+    for text in [&md[..], &stdout[..]] {
+        let wide = text.lines().find(|l| l.chars().count() > 100);
+        assert_eq!(wide, None, "a line over 100 columns");
+    }
 
     let svg = std::fs::read_to_string(dir.join("scaling.svg")).expect("scaling.svg");
     assert!(svg.contains("<svg"), "{svg}");

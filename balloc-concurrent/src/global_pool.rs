@@ -66,6 +66,15 @@ pub struct GlobalPool {
 // an Acquire load sees READY; ConcurrentPool itself is Sync.
 unsafe impl Sync for GlobalPool {}
 
+impl core::fmt::Debug for GlobalPool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GlobalPool")
+            .field("size", &self.size)
+            .field("pool", &self.pool())
+            .finish_non_exhaustive()
+    }
+}
+
 impl GlobalPool {
     /// A pool of `size` bytes (rules as `ConcurrentPool::new`), reserved on first allocation.
     pub const fn new(size: usize) -> Self {

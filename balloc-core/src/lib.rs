@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml): items behind a feature say so there.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 #[cfg(feature = "std")]
 extern crate std;
@@ -26,6 +28,7 @@ pub use stats::Stats;
 pub use validate::Corruption;
 
 #[cfg(feature = "debug-fill")]
+#[cfg_attr(docsrs, doc(cfg(feature = "debug-fill")))]
 pub use debug_fill::FILL as DEBUG_FILL_BYTE;
 
 /// Building blocks that `balloc-concurrent` shares with this crate: address geometry, order

@@ -105,6 +105,7 @@ impl BuddyPool {
     /// [`InitError::TooLarge`] above `2^MAX_K`; [`InitError::Os`] when the OS will not reserve
     /// the address space.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn new(size: usize) -> Result<Self, InitError> {
         let kval = pool_order_for(size).ok_or(InitError::TooLarge { requested: size })?;
         let pool_size = 1usize << kval;
@@ -347,6 +348,7 @@ impl BuddyPool {
     /// no resident memory until touched again). Returns the bytes handed back; 0 for pools over
     /// caller memory or where the OS cannot.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn trim(&mut self) -> usize {
         let Backing::Os { region, .. } = &self.backing else {
             return 0;
@@ -369,6 +371,7 @@ impl BuddyPool {
     /// # Errors
     /// [`DestroyError::Os`] when the OS refuses to unmap the region.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn destroy(mut self) -> Result<(), DestroyError> {
         match core::mem::replace(&mut self.backing, Backing::Borrowed) {
             Backing::Borrowed => Ok(()),

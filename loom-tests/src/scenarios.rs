@@ -3,7 +3,7 @@
 //!
 //! Sizes are written as fractions of `pool.size()`, so a scenario means the same on a 128-byte
 //! loom pool and on the 1 MiB pool real threads get. Each scenario ends with
-//! [`finish`](crate::check::finish): no double hand-out, every byte in exactly one place,
+//! [`finish`]: no double hand-out, every byte in exactly one place,
 //! `validate()` passing, and the pool coalesced once every block is back.
 //!
 //! An allocation must succeed whenever the pool has room for it counting memory that other
