@@ -6,6 +6,11 @@
 //! there. Thread interleaving is up to the OS, so a crash may need several runs to reproduce
 //! (`-runs=1000 crash-file`).
 //!
+//! The threads are a crew kept from one input to the next ([`Crew`]), as a service's worker
+//! threads are: starting and joining up to four threads per input cost more than most inputs'
+//! operations. So each worker's implicit cache for the pool lives on after an input (emptied by
+//! its `flush_thread_cache`), and a later pool finds the slot of a dropped one to reclaim.
+//!
 //! Checked while the threads run: every call's error is the one the rules give (out-of-memory
 //! cannot be predicted while others allocate, so only its order is checked); a block's bytes
 //! hold its own byte until it is freed, whichever thread frees it; frees of garbage pointers
@@ -22,7 +27,8 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::sync::{Barrier, Mutex};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Barrier, Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
 use balloc_concurrent::{AllocError, ConcurrentPool, FreeError, LocalCache, MIN_K, SMALLEST_K};
@@ -284,6 +290,78 @@ impl Worker<'_, '_> {
     }
 }
 
+/// Threads kept across inputs: each takes jobs from its own channel, in order.
+struct Crew {
+    workers: Vec<Mutex<Sender<Job>>>,
+}
+
+/// A job for one worker: runs the input's list for that thread.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The most threads an input uses.
+const MAX_THREADS: usize = 4;
+
+impl Crew {
+    fn get() -> &'static Crew {
+        static CREW: OnceLock<Crew> = OnceLock::new();
+        CREW.get_or_init(|| Crew {
+            workers: (0..MAX_THREADS)
+                .map(|_| {
+                    let (tx, rx): (Sender<Job>, Receiver<Job>) = channel();
+                    std::thread::spawn(move || {
+                        for job in rx {
+                            job();
+                        }
+                    });
+                    Mutex::new(tx)
+                })
+                .collect(),
+        })
+    }
+
+    /// Runs `work(i)` on workers `0..n` at once and returns their results in order, after all
+    /// of them have finished; a panic in any of them is resumed here.
+    fn run<R: Send>(&self, n: usize, work: &(dyn Fn(usize) -> R + Sync)) -> Vec<R> {
+        let (done_tx, done_rx) = channel();
+        for i in 0..n {
+            let done_tx = done_tx.clone();
+            let job: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i)));
+                // The receiver waits for every job below, so this send cannot fail.
+                let _ = done_tx.send((i, r));
+            });
+            // SAFETY: the job borrows `work` (and what it borrows) for less than `'static`, but
+            // this function does not return before every job has sent its result, and a job
+            // touches nothing after that send (its panics are caught and sent too), so no
+            // borrow outlives this call.
+            let job: Job =
+                unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + '_>, Job>(job) };
+            self.workers[i]
+                .lock()
+                .unwrap()
+                .send(job)
+                .expect("crew workers never exit");
+        }
+        drop(done_tx);
+        let mut results: Vec<Option<R>> = (0..n).map(|_| None).collect();
+        let mut panic = None;
+        for _ in 0..n {
+            let (i, r) = done_rx.recv().expect("every job sends its result");
+            match r {
+                Ok(v) => results[i] = Some(v),
+                Err(e) => panic = Some(e),
+            }
+        }
+        if let Some(e) = panic {
+            std::panic::resume_unwind(e);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("a result per job"))
+            .collect()
+    }
+}
+
 /// After the threads: the pool is quiescent, so every outcome is exact.
 fn check_quiescent(pool: &ConcurrentPool, mut held: Vec<Held>) {
     let stats = pool.stats();
@@ -390,34 +468,27 @@ fuzz_target!(|input: Input| {
     for (t, op) in &input.ops {
         lists[usize::from(*t) % threads].push(op);
     }
-    let left: Vec<Held> = std::thread::scope(|s| {
-        let handles: Vec<_> = lists
-            .iter()
-            .map(|ops| {
-                let shared = &shared;
-                s.spawn(move || {
-                    let mut w = Worker {
-                        shared,
-                        local: shared.pool.local(),
-                        held: Vec::new(),
-                        tag: 0,
-                    };
-                    shared.start.wait();
-                    for op in ops {
-                        w.run(op);
-                    }
-                    w.local.flush();
-                    shared.pool.flush_thread_cache();
-                    w.held
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    let mut held = left;
+    let work = |t: usize| {
+        let shared = &shared;
+        let mut w = Worker {
+            shared,
+            local: shared.pool.local(),
+            held: Vec::new(),
+            tag: 0,
+        };
+        shared.start.wait();
+        for op in &lists[t] {
+            w.run(op);
+        }
+        w.local.flush();
+        shared.pool.flush_thread_cache();
+        w.held
+    };
+    let mut held: Vec<Held> = Crew::get()
+        .run(threads, &work)
+        .into_iter()
+        .flatten()
+        .collect();
     held.append(&mut shared.passed.lock().unwrap());
     check_quiescent(&pool, held);
 });
