@@ -33,7 +33,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     fi
 fi
 
-targets=(core_ops concurrent_ops)
+targets=(core_ops concurrent_ops sized_misuse)
 # Work corpora and logs live under fuzz/target (ignored); the committed seeds are only read.
 work=fuzz/target/ci
 mkdir -p "$work"
