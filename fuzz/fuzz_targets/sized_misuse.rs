@@ -128,8 +128,9 @@ impl Model<'_> {
         if let Some(h) = self.overlapping(addr, 1 << k) {
             panic!("{addr:#x} (2^{k} bytes) handed out while held: {h:?}");
         }
-        self.free
-            .retain(|f| f.block.addr() + f.block.len() <= addr || addr + (1 << k) <= f.block.addr());
+        self.free.retain(|f| {
+            f.block.addr() + f.block.len() <= addr || addr + (1 << k) <= f.block.addr()
+        });
         self.tag = next_tag(self.tag);
         // SAFETY: just allocated to us, 2^k bytes.
         let block = unsafe { Block::fill(p, k, self.tag) };
@@ -223,7 +224,11 @@ impl Model<'_> {
             let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
             panic!(
                 "{what} of {p:p} through {via:?} did not stop the process (exit {code:?}{})",
-                if code == Some(HANDED_OUT_TWICE) { ": a block was handed out twice" } else { "" }
+                if code == Some(HANDED_OUT_TWICE) {
+                    ": a block was handed out twice"
+                } else {
+                    ""
+                }
             );
         }
         if let Misuse::Foreign { .. } = m {
