@@ -16,13 +16,17 @@ pub mod config;
 mod depot;
 mod exhaustion;
 mod ladder;
+mod purge;
 mod region;
 mod registry;
+mod resize;
 mod shared;
 mod summary;
 mod tags;
 mod thread_cache;
 mod transit;
+mod trim;
+mod zero_pages;
 
 // Support.
 mod facade;

@@ -17,8 +17,10 @@ use crate::config::CacheConfig;
 use crate::depot::{Depot, MAGAZINE};
 use crate::exhaustion::Exhaustion;
 use crate::facade::{AtomicUsize, Ordering, MUTANTS};
+use crate::purge::{Purge, PurgeConfig};
 use crate::tags::{TagKey, Tags};
 use crate::units::{BlockIndex, Offset, Order};
+use crate::zero_pages::ZeroPages;
 
 /// The pool's region and shared block state. Valid while the pool's strong count is non-zero.
 pub(crate) struct Region {
@@ -37,7 +39,11 @@ pub(crate) struct Region {
     /// Out-of-memory answers given without a quiet search (see `ladder::decide`): written only
     /// then.
     contended_out_of_memory: AtomicUsize,
-    _mapping: Mapping,
+    /// Which pages are known to hold zeros (untouched, or handed back by `trim`).
+    pub(crate) zero: ZeroPages,
+    /// When free memory goes back to the OS on its own.
+    pub(crate) purge: Purge,
+    pub(crate) mapping: Mapping,
 }
 
 /// Under `debug-fill`: checks a block about to be handed to a caller (panics on a write after
@@ -66,7 +72,12 @@ pub(crate) fn debug_fill_freed(base: NonNull<u8>, off: Offset, k: Order) {
 
 impl Region {
     /// Reserves a region of order `kval`, all of it one free block.
-    pub(crate) fn new(kval: u32, config: CacheConfig, secret: usize) -> Result<Self, InitError> {
+    pub(crate) fn new(
+        kval: u32,
+        config: CacheConfig,
+        purge: Option<PurgeConfig>,
+        secret: usize,
+    ) -> Result<Self, InitError> {
         let size = 1usize << kval;
         let mapping = Mapping::reserve(size, size)?;
         let region = Region {
@@ -79,7 +90,9 @@ impl Region {
             exhaustion: Exhaustion::new(),
             invalidated_searches: AtomicUsize::new(0),
             contended_out_of_memory: AtomicUsize::new(0),
-            _mapping: mapping,
+            zero: ZeroPages::new(kval, balloc_core::internal::page_size())?,
+            purge: Purge::new(purge),
+            mapping,
         };
         region.maps.release(region.top, BlockIndex(0));
         Ok(region)
@@ -185,17 +198,57 @@ impl Region {
         Some(off)
     }
 
-    /// Makes a block that [`Self::search`] found live, for a caller.
-    pub(crate) fn hand_out(&self, k: Order, off: Offset) -> NonNull<u8> {
+    /// Makes a block that [`Self::search`] found live, for a caller; with `zeroed`, every
+    /// byte of it zero (only the parts not known to be zero are written).
+    pub(crate) fn hand_out(&self, k: Order, off: Offset, zeroed: bool) -> NonNull<u8> {
         let p = self.ptr_at(off);
         debug_check(self.base, off, k);
-        if self.config.caches(k) {
+        let first_clean = self.mark_handed_out(off, k.bytes(), zeroed);
+        // The block's first word holds a stale tag unless it lies on a clean page (zeros).
+        if self.config.caches(k) && !first_clean && !zeroed {
             // SAFETY: the block is ours (claimed, not yet live) and inside the region.
             unsafe { self.tags.key().clear(p, off) };
         }
         let (word, bit) = off.index(k).word_and_bit();
         self.maps.set_live(k, word, 1 << bit);
         p
+    }
+
+    /// Marks the `len` bytes at `off` (claimed by the caller, about to be handed on) dirty in
+    /// `zero`; with `zeroed`, writes zeros over the parts that were not on clean pages.
+    /// Returns whether the first byte was on a clean page.
+    pub(crate) fn mark_handed_out(&self, off: Offset, len: usize, zeroed: bool) -> bool {
+        // Parts on clean pages hold zeros; the rest is written when `zeroed`, in address order
+        // (`mark_dirty` reports clean parts by address): `next` is the first byte not done.
+        let mut next = off.0;
+        let mut first_clean = false;
+        self.zero.mark_dirty(off, len, |start, part| {
+            first_clean |= start == off.0;
+            if zeroed {
+                self.write_zeros(Offset(next), start - next);
+            }
+            next = start + part;
+        });
+        if zeroed {
+            self.write_zeros(Offset(next), off.0 + len - next);
+        }
+        first_clean
+    }
+
+    /// Writes zeros over the whole block of order `k` at `p`, which the caller holds; returns
+    /// `p`.
+    pub(crate) fn zero_block(&self, p: NonNull<u8>, k: Order) -> NonNull<u8> {
+        self.write_zeros(self.offset_of(p), k.bytes());
+        p
+    }
+
+    /// Writes zeros over `len` bytes at `off`, inside a block the caller holds.
+    pub(crate) fn write_zeros(&self, off: Offset, len: usize) {
+        if len > 0 {
+            // SAFETY: the bytes lie inside a block of the region that the caller owns (claimed,
+            // not yet handed on), so nothing else reads or writes them.
+            unsafe { self.ptr_at(off).as_ptr().write_bytes(0, len) };
+        }
     }
 
     /// Moves up to `want` (1..=64) blocks of order `k` from the bitmaps to `sink`, tagged and
@@ -222,6 +275,10 @@ impl Region {
                 (word, mask)
             }
         };
+        // Every page the claimed blocks span is dirty from now on (they get tags, then data).
+        let lo = first.plus(bits.trailing_zeros() as usize).offset(k);
+        let hi = first.plus(63 - bits.leading_zeros() as usize).offset(k);
+        self.zero.mark_dirty(lo, hi.0 - lo.0 + k.bytes(), |_, _| {});
         // Tag before marking live (Release in set_live): a validated free that finds the block
         // live also finds its tag. Highest first, so the cache (a stack) hands out the lowest
         // address first.
@@ -257,7 +314,18 @@ impl Region {
         self.maps.release(k, off.index(k));
         t.end(true);
         self.exhaustion.memory_returned();
+        self.note_released(k, 1);
         Ok(())
+    }
+
+    /// After `n` blocks of order `k` went back to the bitmaps: the purge's bookkeeping and
+    /// tick (see `purge`).
+    #[inline]
+    pub(crate) fn note_released(&self, k: Order, n: usize) {
+        if k.bytes() >= self.zero.page_bytes() {
+            self.purge.note_freed(n << k.get());
+        }
+        self.purge.tick(self);
     }
 
     /// A validated free without a cache: claim the tag (cacheable orders, so a racing free of
@@ -310,6 +378,7 @@ impl Region {
         }
         t.end(true);
         self.exhaustion.memory_returned();
+        self.note_released(k, addrs.len());
     }
 
     /// Releases the blocks of order `k` with indices `word + b`, for each bit `b` of `mask`
@@ -440,6 +509,10 @@ impl Region {
             live += self.maps.count_live(k) << k;
         }
         stats.allocated_bytes = live;
+        stats.resident_bytes = self
+            .mapping
+            .resident()
+            .unwrap_or_else(|| self.top.bytes() - self.zero.clean_bytes(self.top.get()));
         stats
     }
 }

@@ -326,7 +326,17 @@ impl BuddyPool {
             stats.add_free_blocks(k, self.free_count(k));
         }
         stats.allocated_bytes = self.allocated_bytes();
+        stats.resident_bytes = self.resident_bytes();
         stats
+    }
+
+    /// Bytes of the pool's memory that are resident (see [`Stats::resident_bytes`]).
+    fn resident_bytes(&self) -> usize {
+        #[cfg(feature = "std")]
+        if let Backing::Os { region, .. } = &self.backing {
+            return region.resident().unwrap_or(self.size());
+        }
+        self.size()
     }
 
     /// Bytes of side metadata.

@@ -1,0 +1,164 @@
+//! [`Purge`]: free memory goes back to the OS on its own, after a delay, with no background
+//! thread (the idea of mimalloc's purge delay).
+//!
+//! - Every release into the bitmaps of a block of a page or more (`Region::release`, a batch
+//!   flush) adds its bytes to `freed`, a sharded counter (one cache line per shard, as the
+//!   transit counters), and *arms* the purge if it is not armed: `deadline = now + delay`. The
+//!   clock is read only to arm, so once per purge cycle.
+//! - Slow paths (those releases, and every allocation that misses its cache) *tick*: one
+//!   load of `deadline` while disarmed; while armed, every [`TICKS_PER_CLOCK`]-th tick of a
+//!   thread reads the clock. The thread whose tick finds the deadline passed and takes it
+//!   (one CAS to 0) sums `freed`: at least `threshold` bytes freed since the last purge, and
+//!   it trims at most [`PURGE_PIECES`] pieces (see `trim`); with work left, it re-arms at
+//!   once, so the next tick goes on.
+//!
+//! `freed` is an upper bound on the free memory that may be resident: memory freed and
+//! allocated again is counted too, and then the purge finds little to hand back, at the cost
+//! of a scan of the free bitmaps of orders of a page and more (one load per 64 blocks).
+//!
+//! Cost, paid by the thread that runs the purge: one `madvise` per run of dirty pages (at
+//! most [`PURGE_PIECES`] pieces of up to 2 MiB per purge), and later, when the memory is used
+//! again, one page fault per page (the OS zeroes it). A purge never hides more than one piece
+//! from other threads at a time (see `trim`).
+//!
+//! Off under loom: the models check the block protocol, and a clock has no place in them.
+
+use core::time::Duration;
+use std::time::Instant;
+
+use crate::facade::{thread_local, AtomicU64, AtomicUsize, CachePadded, Ordering, LOOM};
+use crate::region::Region;
+use crate::shards::{this_thread_shard, SHARDS};
+
+/// A thread reads the clock at one of this many of its ticks while a purge is armed.
+pub(crate) const TICKS_PER_CLOCK: u32 = 8;
+
+/// Pieces one purge may hand back before it re-arms for the next tick: at most 64 `madvise`
+/// runs of up to 2 MiB each, about a millisecond of work, so no allocation that happens to
+/// tick pays for more.
+pub(crate) const PURGE_PIECES: usize = 64;
+
+/// Default delay before freed memory goes back: 10 ms, mimalloc's default `purge_delay`.
+pub(crate) const DEFAULT_PURGE_DELAY: Duration = Duration::from_millis(10);
+
+/// Default threshold: 4 MiB freed since the last purge. Below it, memory stays resident (a
+/// service whose use wobbles by a few MiB does not pay page faults for it).
+pub(crate) const DEFAULT_PURGE_THRESHOLD: usize = 4 << 20;
+
+/// When purges run; `None` in the builder turns them off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PurgeConfig {
+    pub(crate) delay: Duration,
+    pub(crate) threshold: usize,
+}
+
+/// A pool's purge state.
+pub(crate) struct Purge {
+    config: Option<PurgeConfig>,
+    /// The pool's clock origin: deadlines are nanoseconds since it.
+    epoch: Instant,
+    /// Nanoseconds since `epoch` + 1 at which the purge is due; 0 while disarmed. Its own
+    /// line: read by every tick, written once per cycle.
+    deadline: CachePadded<AtomicU64>,
+    /// Bytes of blocks of a page or more released since the last purge, per shard.
+    freed: [CachePadded<AtomicUsize>; SHARDS],
+}
+
+impl Purge {
+    pub(crate) fn new(config: Option<PurgeConfig>) -> Self {
+        Self {
+            config: if LOOM { None } else { config },
+            epoch: Instant::now(),
+            deadline: CachePadded::new(AtomicU64::new(0)),
+            freed: core::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Records `bytes` released into the bitmaps in blocks of a page or more; arms the purge.
+    #[inline]
+    pub(crate) fn note_freed(&self, bytes: usize) {
+        let Some(config) = self.config else {
+            return;
+        };
+        // Relaxed: a statistic the purge sums; it reads the bitmaps themselves to act.
+        self.freed[this_thread_shard()].fetch_add(bytes, Ordering::Relaxed);
+        // Relaxed: a hint; the CAS decides who arms.
+        if self.deadline.load(Ordering::Relaxed) == 0 {
+            self.arm(config.delay);
+        }
+    }
+
+    fn arm(&self, delay: Duration) {
+        let due = self
+            .now()
+            .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX))
+            .saturating_add(1)
+            .min(u64::MAX - 1);
+        // Relaxed: nothing is published through the deadline.
+        let _ = self
+            .deadline
+            .compare_exchange(0, due, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// A slow path's tick: runs a bounded purge of `region` when one is due.
+    #[inline]
+    pub(crate) fn tick(&self, region: &Region) {
+        if self.config.is_none() {
+            return;
+        }
+        // Relaxed: a hint; the CAS in `tick_armed` decides.
+        let due = self.deadline.load(Ordering::Relaxed);
+        if due != 0 {
+            self.tick_armed(region, due);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tick_armed(&self, region: &Region, due: u64) {
+        thread_local! {
+            static TICKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+        }
+        let clock = TICKS
+            .try_with(|t| {
+                let n = t.get().wrapping_add(1);
+                t.set(n);
+                n % TICKS_PER_CLOCK == 0
+            })
+            .unwrap_or(false);
+        if !clock || self.now() < due {
+            return;
+        }
+        // Relaxed: only decides which thread purges.
+        if self
+            .deadline
+            .compare_exchange(due, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let Some(config) = self.config else {
+            return;
+        };
+        // Relaxed: a statistic (see `note_freed`).
+        let freed: usize = self.freed.iter().map(|f| f.load(Ordering::Relaxed)).sum();
+        if freed < config.threshold {
+            // Stays disarmed until the next release arms it again, with `freed` kept.
+            return;
+        }
+        for f in &self.freed {
+            // Relaxed: as above; bytes freed from now on count towards the next purge.
+            f.store(0, Ordering::Relaxed);
+        }
+        let (_, done) = region.trim(PURGE_PIECES);
+        if !done {
+            // Work left: due at once, with the threshold met, so the next clock tick goes on.
+            self.freed[this_thread_shard()].fetch_add(config.threshold, Ordering::Relaxed);
+            self.arm(Duration::ZERO);
+        }
+    }
+}
