@@ -238,7 +238,7 @@ impl ConcurrentPool {
     pub fn trim(&self) -> usize {
         let region = self.region();
         region.drain_depot();
-        region.trim(usize::MAX).0
+        region.trim(usize::MAX, usize::MAX).0
     }
 
     /// The order for `layout`, checked against this pool.

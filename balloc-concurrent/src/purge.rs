@@ -9,15 +9,16 @@
 //!   load of `deadline` while disarmed; while armed, every [`TICKS_PER_CLOCK`]-th tick of a
 //!   thread reads the clock. The thread whose tick finds the deadline passed and takes it
 //!   (one CAS to 0) sums `freed`: at least `threshold` bytes freed since the last purge, and
-//!   it trims at most [`PURGE_PIECES`] pieces (see `trim`); with work left, it re-arms at
-//!   once, so the next tick goes on.
+//!   it trims at most [`PURGE_PIECES`] pieces and about [`PURGE_BYTES`] (see `trim`); with
+//!   work left, it leaves the purge due, so the next tick (any thread's) goes on at once.
 //!
 //! `freed` is an upper bound on the free memory that may be resident: memory freed and
 //! allocated again is counted too, and then the purge finds little to hand back, at the cost
 //! of a scan of the free bitmaps of orders of a page and more (one load per 64 blocks).
 //!
 //! Cost, paid by the thread that runs the purge: one `madvise` per run of dirty pages (at
-//! most [`PURGE_PIECES`] pieces of up to 2 MiB per purge), and later, when the memory is used
+//! most [`PURGE_PIECES`] pieces, up to 2 MiB each, and about [`PURGE_BYTES`] per purge), and
+//! later, when the memory is used
 //! again, one page fault per page (the OS zeroes it). A purge never hides more than one piece
 //! from other threads at a time (see `trim`).
 //!
@@ -33,10 +34,18 @@ use crate::shards::{this_thread_shard, SHARDS};
 /// A thread reads the clock at one of this many of its ticks while a purge is armed.
 pub(crate) const TICKS_PER_CLOCK: u32 = 8;
 
-/// Pieces one purge may hand back before it re-arms for the next tick: at most 64 `madvise`
-/// runs of up to 2 MiB each, about a millisecond of work, so no allocation that happens to
-/// tick pays for more.
-pub(crate) const PURGE_PIECES: usize = 64;
+/// Pieces one purge may hand back before it re-arms for the next tick (each a claim and
+/// one `madvise` per run of dirty pages), and the bytes after which it stops early: about a
+/// millisecond of work on 2 vCPUs, so no allocation that happens to tick pays for more.
+/// Freed memory is often in many small pieces (a 4 KiB buffer freed between live neighbours),
+/// hence a count well above what the byte bound allows in whole 2 MiB pieces.
+pub(crate) const PURGE_PIECES: usize = 512;
+pub(crate) const PURGE_BYTES: usize = 32 << 20;
+
+/// The deadline of a purge that stopped at its bound with work left: due at the next tick,
+/// which need not read the clock. (A real deadline is at least `delay + 1` ns after the
+/// epoch, and 1 only for a zero delay armed at the epoch, due at once anyway.)
+const GO_ON: u64 = 1;
 
 /// Default delay before freed memory goes back: 10 ms, mimalloc's default `purge_delay`.
 pub(crate) const DEFAULT_PURGE_DELAY: Duration = Duration::from_millis(10);
@@ -123,15 +132,17 @@ impl Purge {
         thread_local! {
             static TICKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
         }
-        let clock = TICKS
-            .try_with(|t| {
-                let n = t.get().wrapping_add(1);
-                t.set(n);
-                n % TICKS_PER_CLOCK == 0
-            })
-            .unwrap_or(false);
-        if !clock || self.now() < due {
-            return;
+        if due != GO_ON {
+            let clock = TICKS
+                .try_with(|t| {
+                    let n = t.get().wrapping_add(1);
+                    t.set(n);
+                    n % TICKS_PER_CLOCK == 0
+                })
+                .unwrap_or(false);
+            if !clock || self.now() < due {
+                return;
+            }
         }
         // Relaxed: only decides which thread purges.
         if self
@@ -154,11 +165,14 @@ impl Purge {
             // Relaxed: as above; bytes freed from now on count towards the next purge.
             f.store(0, Ordering::Relaxed);
         }
-        let (_, done) = region.trim(PURGE_PIECES);
+        let (_, done) = region.trim(PURGE_PIECES, PURGE_BYTES);
         if !done {
-            // Work left: due at once, with the threshold met, so the next clock tick goes on.
+            // Work left: the next tick goes on, without reading the clock.
             self.freed[this_thread_shard()].fetch_add(config.threshold, Ordering::Relaxed);
-            self.arm(Duration::ZERO);
+            // Relaxed: as in `arm`; a release that armed meanwhile keeps its deadline.
+            let _ = self
+                .deadline
+                .compare_exchange(0, GO_ON, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 }

@@ -33,17 +33,17 @@ use crate::units::{BlockIndex, Offset, Order};
 const PIECE_K: u32 = 21;
 
 impl Region {
-    /// Hands back the dirty pages of up to `budget` pieces of free memory (pieces that are
-    /// already clean cost a few loads and do not count). Returns the bytes handed back, and
-    /// whether the whole region was visited within the budget.
-    pub(crate) fn trim(&self, mut budget: usize) -> (usize, bool) {
+    /// Hands back the dirty pages of up to `pieces` pieces of free memory (pieces that are
+    /// already clean cost a few loads and do not count), stopping early once `bytes` went
+    /// back. Returns the bytes handed back, and whether the whole region was visited.
+    pub(crate) fn trim(&self, mut pieces: usize, bytes: usize) -> (usize, bool) {
         let page = self.zero.page_bytes();
         let page_k = Order(page.trailing_zeros());
         if page_k > self.top || page < balloc_core::internal::page_size() {
             return (0, true); // the region is smaller than a page
         }
         let piece_k = Order(PIECE_K.max(page_k.get()));
-        let mut bytes = 0;
+        let mut given = 0;
         for k in page_k.through(self.top).rev() {
             for rel in 0..self.maps.word_count(k) {
                 let mut bits = self.maps.free_bits(k, rel);
@@ -57,16 +57,16 @@ impl Region {
                         if !self.zero.any_dirty(at, piece.bytes()) {
                             continue;
                         }
-                        if budget == 0 {
-                            return (bytes, false);
+                        if pieces == 0 || given >= bytes {
+                            return (given, false);
                         }
-                        budget -= 1;
-                        bytes += self.trim_piece(at, piece);
+                        pieces -= 1;
+                        given += self.trim_piece(at, piece);
                     }
                 }
             }
         }
-        (bytes, true)
+        (given, true)
     }
 
     /// Steps 1 to 4 of the module docs for the piece of order `p` at `at`. Returns the bytes
