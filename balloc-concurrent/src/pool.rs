@@ -376,7 +376,7 @@ impl ConcurrentPool {
     /// A snapshot of where the bytes are: `allocated_bytes` (held by callers), `free_bytes`
     /// (free in the shared bitmaps), `cached_bytes` (free in thread caches and the depot).
     /// Exact when no thread is inside a call; O(metadata). `resident_bytes`: the bytes of the
-    /// pool's region in physical memory, as `mincore` reports (one call per 16 MiB); where the
+    /// pool's region in physical memory, as `mincore` reports (one call per 4 MiB); where the
     /// OS cannot tell, the bytes not known to be untouched or handed back.
     pub fn stats(&self) -> Stats {
         let mut stats = self.region().stats();

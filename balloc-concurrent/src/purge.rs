@@ -1,9 +1,10 @@
 //! [`Purge`]: free memory goes back to the OS on its own, after a delay, with no background
 //! thread (the idea of mimalloc's purge delay).
 //!
-//! - Every release into the bitmaps of a block of a page or more (`Region::release`, a batch
-//!   flush) adds its bytes to `freed`, a sharded counter (one cache line per shard, as the
-//!   transit counters), and *arms* the purge if it is not armed: `deadline = now + delay`. The
+//! - Every release into the bitmaps that leaves a free block of a page or more
+//!   (`Region::release`, a batch flush, a shrink in place) adds the bytes it made trimmable
+//!   to `freed`, a sharded counter (one cache line per shard, as the transit counters), and
+//!   *arms* the purge if it is not armed: `deadline = now + delay`. The
 //!   clock is read only to arm, so once per purge cycle.
 //! - Slow paths (those releases, and every allocation that misses its cache) *tick*: one
 //!   load of `deadline` while disarmed; while armed, every [`TICKS_PER_CLOCK`]-th tick of a
@@ -27,7 +28,9 @@
 use core::time::Duration;
 use std::time::Instant;
 
-use crate::facade::{thread_local, AtomicU64, AtomicUsize, CachePadded, Ordering, LOOM};
+use balloc_core::InitError;
+
+use crate::facade::{thread_local, AtomicU64, Ordering, Words, LOOM};
 use crate::region::Region;
 use crate::shards::{this_thread_shard, SHARDS};
 
@@ -61,26 +64,48 @@ pub(crate) struct PurgeConfig {
     pub(crate) threshold: usize,
 }
 
+/// Words per cache line (128 bytes, as `CachePadded` on x86-64 and aarch64).
+const LINE: usize = 16;
+
 /// A pool's purge state.
 pub(crate) struct Purge {
     config: Option<PurgeConfig>,
     /// The pool's clock origin: deadlines are nanoseconds since it.
     epoch: Instant,
-    /// Nanoseconds since `epoch` + 1 at which the purge is due; 0 while disarmed. Its own
-    /// line: read by every tick, written once per cycle.
-    deadline: CachePadded<AtomicU64>,
-    /// Bytes of blocks of a page or more released since the last purge, per shard.
-    freed: [CachePadded<AtomicUsize>; SHARDS],
+    /// One cache line each, in a lazily mapped block outside the pool's struct (which model
+    /// checkers build on small stacks): line 0, word 0: the deadline, nanoseconds since
+    /// `epoch` + 1 at which the purge is due, 0 while disarmed (read by every tick, written
+    /// once per cycle); line `1 + s`, word 0: bytes made trimmable since the last purge by
+    /// releases on shard `s` (see `Region::trimmable`).
+    lines: Words,
 }
 
 impl Purge {
-    pub(crate) fn new(config: Option<PurgeConfig>) -> Self {
-        Self {
-            config: if LOOM { None } else { config },
+    pub(crate) fn new(config: Option<PurgeConfig>) -> Result<Self, InitError> {
+        let config = if LOOM { None } else { config };
+        let lines = if config.is_some() { 1 + SHARDS } else { 0 };
+        Ok(Self {
+            config,
             epoch: Instant::now(),
-            deadline: CachePadded::new(AtomicU64::new(0)),
-            freed: core::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
-        }
+            lines: Words::zeroed(lines * LINE)?,
+        })
+    }
+
+    /// The deadline word (only while purging is on).
+    #[inline]
+    fn deadline(&self) -> &AtomicU64 {
+        &self.lines.get()[0]
+    }
+
+    /// Shard `s`'s count of trimmable bytes (only while purging is on).
+    #[inline]
+    fn freed(&self, s: usize) -> &AtomicU64 {
+        &self.lines.get()[(1 + s) * LINE]
+    }
+
+    /// Every shard's count.
+    fn all_freed(&self) -> impl Iterator<Item = &AtomicU64> {
+        (0..SHARDS).map(|s| self.freed(s))
     }
 
     fn now(&self) -> u64 {
@@ -94,9 +119,10 @@ impl Purge {
             return;
         };
         // Relaxed: a statistic the purge sums; it reads the bitmaps themselves to act.
-        self.freed[this_thread_shard()].fetch_add(bytes, Ordering::Relaxed);
+        self.freed(this_thread_shard())
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         // Relaxed: a hint; the CAS decides who arms.
-        if self.deadline.load(Ordering::Relaxed) == 0 {
+        if self.deadline().load(Ordering::Relaxed) == 0 {
             self.arm(config.delay);
         }
     }
@@ -109,7 +135,7 @@ impl Purge {
             .min(u64::MAX - 1);
         // Relaxed: nothing is published through the deadline.
         let _ = self
-            .deadline
+            .deadline()
             .compare_exchange(0, due, Ordering::Relaxed, Ordering::Relaxed);
     }
 
@@ -120,7 +146,7 @@ impl Purge {
             return;
         }
         // Relaxed: a hint; the CAS in `tick_armed` decides.
-        let due = self.deadline.load(Ordering::Relaxed);
+        let due = self.deadline().load(Ordering::Relaxed);
         if due != 0 {
             self.tick_armed(region, due);
         }
@@ -146,7 +172,7 @@ impl Purge {
         }
         // Relaxed: only decides which thread purges.
         if self
-            .deadline
+            .deadline()
             .compare_exchange(due, 0, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
@@ -156,23 +182,24 @@ impl Purge {
             return;
         };
         // Relaxed: a statistic (see `note_freed`).
-        let freed: usize = self.freed.iter().map(|f| f.load(Ordering::Relaxed)).sum();
-        if freed < config.threshold {
+        let freed: u64 = self.all_freed().map(|f| f.load(Ordering::Relaxed)).sum();
+        if freed < config.threshold as u64 {
             // Stays disarmed until the next release arms it again, with `freed` kept.
             return;
         }
-        for f in &self.freed {
+        for f in self.all_freed() {
             // Relaxed: as above; bytes freed from now on count towards the next purge.
             f.store(0, Ordering::Relaxed);
         }
         let (_, done) = region.trim(PURGE_PIECES, PURGE_BYTES);
         if !done {
             // Work left: the next tick goes on, without reading the clock.
-            self.freed[this_thread_shard()].fetch_add(config.threshold, Ordering::Relaxed);
+            self.freed(this_thread_shard())
+                .fetch_add(config.threshold as u64, Ordering::Relaxed);
             // Relaxed: as in `arm`; a release that armed meanwhile keeps its deadline.
-            let _ = self
-                .deadline
-                .compare_exchange(0, GO_ON, Ordering::Relaxed, Ordering::Relaxed);
+            let _ =
+                self.deadline()
+                    .compare_exchange(0, GO_ON, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::bitmaps::BlockMaps;
 use crate::config::CacheConfig;
 use crate::depot::{Depot, MAGAZINE};
 use crate::exhaustion::Exhaustion;
-use crate::facade::{AtomicUsize, Ordering, MUTANTS};
+use crate::facade::{AtomicUsize, Ordering, LOOM, MUTANTS};
 use crate::purge::{Purge, PurgeConfig};
 use crate::tags::{TagKey, Tags};
 use crate::units::{BlockIndex, Offset, Order};
@@ -91,7 +91,7 @@ impl Region {
             invalidated_searches: AtomicUsize::new(0),
             contended_out_of_memory: AtomicUsize::new(0),
             zero: ZeroPages::new(kval, balloc_core::internal::page_size())?,
-            purge: Purge::new(purge),
+            purge: Purge::new(purge)?,
             mapping,
         };
         region.maps.release(region.top, BlockIndex(0));
@@ -311,19 +311,33 @@ impl Region {
         }
         let t = self.maps.transits.begin();
         crate::facade::chaos_point();
-        self.maps.release(k, off.index(k));
+        let (merged, _) = self.maps.release(k, off.index(k));
         t.end(true);
         self.exhaustion.memory_returned();
-        self.note_released(k, 1);
+        self.note_released(self.trimmable(merged, k));
         Ok(())
     }
 
-    /// After `n` blocks of order `k` went back to the bitmaps: the purge's bookkeeping and
-    /// tick (see `purge`).
+    /// The bytes that releasing a block of order `k` made trimmable, when merging left a free
+    /// block of order `merged`: none below a page; else the block's own bytes, and at least a
+    /// page (the last small block freed in a page makes the whole page trimmable). A trigger
+    /// for the purge, not an account: free memory that is allocated again is not taken off.
     #[inline]
-    pub(crate) fn note_released(&self, k: Order, n: usize) {
-        if k.bytes() >= self.zero.page_bytes() {
-            self.purge.note_freed(n << k.get());
+    pub(crate) fn trimmable(&self, merged: Order, k: Order) -> usize {
+        let page = self.zero.page_bytes();
+        if merged.bytes() >= page {
+            k.bytes().max(page)
+        } else {
+            0
+        }
+    }
+
+    /// After a release made `trimmable` bytes (see [`Self::trimmable`]): the purge's
+    /// bookkeeping and tick (see `purge`).
+    #[inline]
+    pub(crate) fn note_released(&self, trimmable: usize) {
+        if trimmable > 0 {
+            self.purge.note_freed(trimmable);
         }
         self.purge.tick(self);
     }
@@ -361,6 +375,7 @@ impl Region {
         let index = |i: usize| Offset(addrs[i] - base).index(k);
         let t = self.maps.transits.begin();
         crate::facade::chaos_point();
+        let mut trimmable = 0;
         let mut i = 0;
         while i < addrs.len() {
             // Clear the live bits of every block in this word at once.
@@ -373,12 +388,12 @@ impl Region {
             }
             let had = self.maps.clear_live_mask(k, word, mask);
             debug_assert_eq!(had, mask, "cached blocks were not all live");
-            self.release_merged(k, word, mask);
+            trimmable += self.release_merged(k, word, mask);
             i = j;
         }
         t.end(true);
         self.exhaustion.memory_returned();
-        self.note_released(k, addrs.len());
+        self.note_released(trimmable);
     }
 
     /// Releases the blocks of order `k` with indices `word + b`, for each bit `b` of `mask`
@@ -386,7 +401,8 @@ impl Region {
     /// group that tiles a larger aligned block: buddies that are both ours need no CAS to
     /// merge. 64 blocks that tile one block of order `k + 6` (a producer's refill, freed in
     /// order by a consumer) cost one release instead of 32 pair releases and their merges.
-    fn release_merged(&self, k: Order, word: BlockIndex, mut mask: u64) {
+    /// Returns the bytes the releases made trimmable (see [`Self::trimmable`]).
+    fn release_merged(&self, k: Order, word: BlockIndex, mut mask: u64) -> usize {
         // Bits at multiples of 2^(l+1), for l = 0..6: where a pair of level-l blocks starts.
         const PAIR_STARTS: [u64; 6] = [
             0x5555_5555_5555_5555,
@@ -400,6 +416,7 @@ impl Region {
         // Level l: bit b (a multiple of 2^l) set <=> the block of order k + l made of bits
         // b .. b + 2^l is entirely ours. Orders stay <= top: a pool's order-k bitmap has
         // fewer than 64 bits exactly when top - k < 6, and then no pair exists above that.
+        let mut trimmable = 0;
         let levels = (self.top.get() - k.get()).min(6);
         let mut l = 0;
         loop {
@@ -415,10 +432,11 @@ impl Region {
             while single != 0 {
                 let b = single.trailing_zeros() as usize;
                 single &= single - 1;
-                self.maps.release(k.up(l), BlockIndex((word.0 + b) >> l));
+                let (merged, _) = self.maps.release(k.up(l), BlockIndex((word.0 + b) >> l));
+                trimmable += self.trimmable(merged, k.up(l));
             }
             if pairs == 0 {
-                break;
+                return trimmable;
             }
             mask = pairs;
             l += 1;
@@ -509,10 +527,10 @@ impl Region {
             live += self.maps.count_live(k) << k;
         }
         stats.allocated_bytes = live;
-        stats.resident_bytes = self
-            .mapping
-            .resident()
-            .unwrap_or_else(|| self.top.bytes() - self.zero.clean_bytes(self.top.get()));
+        // Not under loom: its coroutines' small stacks have no room for `mincore`'s buffer.
+        let measured = if LOOM { None } else { self.mapping.resident() };
+        stats.resident_bytes =
+            measured.unwrap_or_else(|| self.top.bytes() - self.zero.clean_bytes(self.top.get()));
         stats
     }
 }

@@ -78,7 +78,10 @@ impl Region {
         }
         t.end(true);
         self.exhaustion.memory_returned();
-        self.note_released(m, 1);
+        // The halves of a page or more are trimmable (none of them merged).
+        // Σ 2^l over the halves' orders l ≥ the page's: 2^k - max(2^m, page).
+        let page = self.zero.page_bytes();
+        self.note_released(k.bytes().saturating_sub(m.bytes().max(page)));
     }
 }
 

@@ -170,8 +170,9 @@ mod imp {
     }
 
     pub fn resident(base: NonNull<u8>, len: usize) -> Option<usize> {
-        // One `mincore` call per chunk of pages, into a buffer on the stack.
-        const CHUNK_PAGES: usize = 4096;
+        // One `mincore` call per chunk of pages (4 MiB of 4 KiB pages), into a buffer on the
+        // stack (1 KiB: allocating could re-enter a pool that is the global allocator).
+        const CHUNK_PAGES: usize = 1024;
         let page = page_size();
         let total = len.div_ceil(page);
         let mut vec = [0u8; CHUNK_PAGES];

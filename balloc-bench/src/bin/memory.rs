@@ -6,14 +6,15 @@
 //! ```
 //!
 //! The workload, the same for every allocator (a fixed seed per thread):
-//! - sizes: 85% small (16–512 B), 14% buffers (4–64 KiB), 1% large (256 KiB–1 MiB), each
-//!   uniform in its range;
+//! - sizes (`--mix service`, the default): 85% small (16–512 B), 14% buffers (4–64 KiB), 1% large (256 KiB–1 MiB), each
+//!   uniform in its range; `--mix small`: 16–512 B only, where rounding costs most;
 //! - waves: in wave `w` every thread allocates `objects × [1, 3, 2, 4, 1, 3][w % 6]` blocks,
 //!   writing every byte, then (all threads past a barrier) frees 80% of the blocks its
 //!   neighbour thread holds, picked at random: use rises and falls, and a fifth of each wave
 //!   stays into the next. After the last wave everything is freed.
 //! - then the load is light: the workers exit, and after 60 ms without calls one thread makes
-//!   400 allocations and frees of the same mix, as a service between bursts does.
+//!   `--light` (default 400) allocations and frees of the same mix, as a service between
+//!   bursts does.
 //!
 //! Each allocator runs in a child process of its own, driven through `GlobalAlloc` directly
 //! (the workload's bookkeeping is allocated before the measurement starts, from the system
@@ -60,6 +61,13 @@ struct Args {
     /// Waves.
     #[arg(long, default_value_t = 6)]
     waves: usize,
+    /// Allocations (each freed at once) made by one thread after the waves, the light use.
+    #[arg(long, default_value_t = 400)]
+    light: usize,
+    /// Size mix: `service` (the mix above) or `small` (16–512 B only: where rounding costs
+    /// most).
+    #[arg(long, default_value = "service")]
+    mix: String,
     /// Allocators to run (comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -90,6 +98,8 @@ fn main() {
             .args(["--threads", &args.threads.to_string()])
             .args(["--objects", &args.objects.to_string()])
             .args(["--waves", &args.waves.to_string()])
+            .args(["--light", &args.light.to_string()])
+            .args(["--mix", &args.mix])
             .output()
             .expect("run the child");
         let line = String::from_utf8_lossy(&out.stdout);
@@ -147,9 +157,9 @@ impl Result_ {
 fn markdown(args: &Args, rows: &[(&str, Result_)]) -> String {
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let mut s = format!(
-        "Memory use: {} threads, {} blocks per thread per unit wave, {} waves; RSS over peak \
-         live requested bytes.\n\n",
-        args.threads, args.objects, args.waves
+        "Memory use, {} mix: {} threads, {} blocks per thread per unit wave, {} waves, {} \
+         calls of light use after; RSS over peak live requested bytes.\n\n",
+        args.mix, args.threads, args.objects, args.waves, args.light
     );
     s += "| allocator | peak live requested | peak RSS | peak RSS / live | RSS after waves | \
           after / peak live | after trim / peak live |\n|---|---|---|---|---|---|---|\n";
@@ -216,8 +226,11 @@ fn glibc_trim() -> Option<()> {
     None
 }
 
-/// A size from the service-like mix.
-fn size(rng: &mut Rng) -> usize {
+/// A size from the mix: the service-like one, or small blocks only.
+fn size(rng: &mut Rng, small_only: bool) -> usize {
+    if small_only {
+        return rng.between(16, 512);
+    }
     match rng.below(100) {
         0..85 => rng.between(16, 512),
         85..99 => rng.between(4 << 10, 64 << 10),
@@ -256,6 +269,7 @@ fn rss() -> (usize, usize) {
 
 fn run<A: GlobalAlloc + Sync>(a: &A, args: &Args, trim: impl Fn() -> Option<()>) {
     let t = args.threads;
+    let small_only = args.mix == "small";
     let most = WAVES.iter().max().unwrap() * args.objects * 2;
     // Bookkeeping first, from the system allocator, touched, before the baseline.
     let held: Vec<Mutex<Vec<Slot>>> = (0..t)
@@ -280,7 +294,7 @@ fn run<A: GlobalAlloc + Sync>(a: &A, args: &Args, trim: impl Fn() -> Option<()>)
             s.spawn(move || {
                 let mut rng = Rng::new(0x5EED, me as u64);
                 let alloc_one = |rng: &mut Rng| {
-                    let n = size(rng);
+                    let n = size(rng, small_only);
                     // SAFETY: a non-zero layout; freed later with the same layout.
                     let p = unsafe { a.alloc(layout(n)) };
                     assert!(!p.is_null(), "allocation failed");
@@ -336,8 +350,8 @@ fn run<A: GlobalAlloc + Sync>(a: &A, args: &Args, trim: impl Fn() -> Option<()>)
     // longer than the purge delays, then a few calls from one thread.
     std::thread::sleep(Duration::from_millis(60));
     let mut rng = Rng::new(0x5EED, u64::MAX);
-    for _ in 0..400 {
-        let n = size(&mut rng);
+    for _ in 0..args.light {
+        let n = size(&mut rng, small_only);
         // SAFETY: a non-zero layout, freed at once with it.
         unsafe {
             let p = a.alloc(layout(n));
