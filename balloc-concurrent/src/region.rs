@@ -1,6 +1,7 @@
 //! [`Region`]: the pool's memory and everything all threads share about its blocks (bitmaps,
-//! tags, depot, transits, exhaustion latch), with the operations that move blocks between
-//! them. Each operation keeps the module invariants of `bitmaps`, `transit` and `exhaustion`;
+//! tags, depot, transits, exhaustion latch, zero pages, purge state), with the operations
+//! that move blocks between them (trimming and resizing in place are in `trim` and
+//! `resize`). Each operation keeps the module invariants of `bitmaps`, `transit` and `exhaustion`;
 //! which operation runs when is the allocation path's choice (`ladder`).
 //!
 //! Every step that adds memory a search could find (a release into the bitmaps, a magazine
@@ -527,7 +528,8 @@ impl Region {
             live += self.maps.count_live(k) << k;
         }
         stats.allocated_bytes = live;
-        // Not under loom: its coroutines' small stacks have no room for `mincore`'s buffer.
+        // Not under loom: the models check the block protocol; a system call per snapshot
+        // would only slow them.
         let measured = if LOOM { None } else { self.mapping.resident() };
         stats.resident_bytes =
             measured.unwrap_or_else(|| self.top.bytes() - self.zero.clean_bytes(self.top.get()));
