@@ -355,3 +355,55 @@ fn grow_and_shrink_in_place_race_allocations() {
     });
     assert_whole(&pool);
 }
+
+/// Trims and purges (zero delay, zero threshold: one at nearly every slow path) race grows
+/// and shrinks in place: a claimed piece and a claimed buddy never overlap a live block, data
+/// survives, and the pool is whole at the end.
+#[cfg_attr(miri, ignore = "no madvise under Miri")]
+#[test]
+fn trims_and_purges_race_resizes_in_place() {
+    let pool = ConcurrentPool::builder()
+        .size(64 * MIB)
+        .purge_delay(Duration::ZERO)
+        .purge_threshold(0)
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..3usize {
+            let pool = &pool;
+            s.spawn(move || {
+                let mut rng = crate::Rng(0xC0FF_EE00 + t as u64);
+                for _ in 0..2000 {
+                    let old = Layout::from_size_align(4096 << rng.below(6), 8).unwrap();
+                    let new = Layout::from_size_align(4096 << rng.below(8), 8).unwrap();
+                    let a = &pool;
+                    let p = a.allocate(old).unwrap().cast::<u8>();
+                    let tag = (t as u8) << 4 | 3;
+                    // SAFETY: as in `grow_and_shrink_in_place_race_allocations`.
+                    unsafe {
+                        p.as_ptr().write_bytes(tag, old.size());
+                        let q = if new.size() >= old.size() {
+                            a.grow(p, old, new)
+                        } else {
+                            a.shrink(p, old, new)
+                        }
+                        .unwrap()
+                        .cast::<u8>();
+                        let keep = old.size().min(new.size());
+                        let bytes = std::slice::from_raw_parts(q.as_ptr(), keep);
+                        assert!(bytes.iter().all(|&b| b == tag), "lost data");
+                        a.deallocate(q, new);
+                    }
+                }
+                pool.flush_thread_cache();
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..200 {
+                pool.trim();
+            }
+        });
+    });
+    pool.trim();
+    assert_whole(&pool);
+}
