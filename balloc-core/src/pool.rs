@@ -319,7 +319,8 @@ impl BuddyPool {
     }
 
     /// A snapshot of where the pool's bytes are. O(metadata): it counts the free bitmap's bits,
-    /// about `size() / 2^SMALLEST_K` of them (one word per 4 KiB of pool).
+    /// about `size() / 2^SMALLEST_K` of them (one word per 4 KiB of pool); for
+    /// `resident_bytes`, one `mincore` call per 4 MiB of an OS-backed pool.
     pub fn stats(&self) -> Stats {
         let mut stats = Stats::empty(self.size(), self.metadata_bytes());
         for k in SMALLEST_K..=self.kval() {
