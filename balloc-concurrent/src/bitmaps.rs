@@ -114,6 +114,31 @@ impl BlockMaps {
         None
     }
 
+    /// Claims block `index` of order `k` if it is free (not inside a larger free block): one
+    /// `fetch_and` on its word, after a load that finds the bit set. True when the block is
+    /// now the caller's (out of the free bitmap, not live). Call inside a transit.
+    pub(crate) fn claim_exact(&self, k: Order, index: BlockIndex) -> bool {
+        let (w, mask) = self.geometry.locate(k.get(), index.0);
+        let word = &self.free_words()[w];
+        // Relaxed: only decides whether to try; the RMW below decides.
+        if word.load(Ordering::Relaxed) & mask == 0 {
+            return false;
+        }
+        claim_bits(word, mask) != 0
+    }
+
+    /// Words of order `k`'s free bitmap.
+    pub(crate) fn word_count(&self, k: Order) -> usize {
+        self.geometry.words_of(k.get())
+    }
+
+    /// A snapshot of word `rel` of order `k`'s free bitmap (blocks `64 rel ..`): a hint for
+    /// which blocks to try to claim.
+    pub(crate) fn free_bits(&self, k: Order, rel: usize) -> u64 {
+        // Relaxed: a hint; a claim decides.
+        self.free_words()[self.geometry.word_base(k.get()) + rel].load(Ordering::Relaxed)
+    }
+
     /// Marks block `index` of order `k` free, where its buddy is known not to be free (it is
     /// the other half of a block being split by the caller): one `fetch_or`.
     pub(crate) fn publish_split_half(&self, k: Order, index: BlockIndex) {

@@ -10,6 +10,7 @@ use balloc_core::internal::layout_order;
 
 use crate::local::LocalCache;
 use crate::pool::ConcurrentPool;
+use crate::units::Order;
 
 // SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes aligned to
 // `layout.align()` (blocks are aligned to their own size, which is at least the alignment),
@@ -29,13 +30,19 @@ unsafe impl GlobalAlloc for ConcurrentPool {
         unsafe { ConcurrentPool::dealloc(self, NonNull::new_unchecked(ptr), layout) }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.alloc_zeroed_layout(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout_order(new_size, layout.align()) == layout_order(layout.size(), layout.align()) {
-            return ptr; // the block already fits: same order
-        }
         // SAFETY: `new_size` with `layout.align()` is a valid layout (GlobalAlloc's contract).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: GlobalAlloc's contract: `ptr` is a live block of this pool for `layout`.
+        if unsafe { resize_in_place(self, ptr, layout, new_layout) } {
+            return ptr;
+        }
         // SAFETY: forwarded GlobalAlloc contract.
         let new = unsafe { GlobalAlloc::alloc(self, new_layout) };
         if !new.is_null() {
@@ -47,6 +54,27 @@ unsafe impl GlobalAlloc for ConcurrentPool {
         }
         new
     }
+}
+
+/// Resizes the pool's live block at `ptr` (allocated for `old`, non-zero size) to fit `new`
+/// without moving it: same order, a shrink, or a grow over free buddies. False when it cannot
+/// (the block is unchanged).
+///
+/// # Safety
+/// - `ptr` is a live block of `pool` allocated with `old` (or a layout of the same order).
+pub(crate) unsafe fn resize_in_place(
+    pool: &ConcurrentPool,
+    ptr: *mut u8,
+    old: Layout,
+    new: Layout,
+) -> bool {
+    let k = Order(layout_order(old.size(), old.align()));
+    let Ok(m) = pool.layout_order(new) else {
+        return false; // zero-sized, or larger than the pool
+    };
+    // SAFETY: a live block's address is non-null.
+    let p = unsafe { NonNull::new_unchecked(ptr) };
+    pool.resize_in_place(p, k, m, false)
 }
 
 /// A dangling, aligned pointer for zero-sized allocations (no provenance, never dereferenced).
@@ -80,6 +108,18 @@ macro_rules! impl_allocator {
             /// the pool or a block that is already free stops the process with a `balloc:`
             /// message.
             #[inline]
+            fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, ApiAllocError> {
+                if layout.size() == 0 {
+                    return Ok(dangling(layout));
+                }
+                let p = self
+                    .alloc_zeroed_layout(layout)
+                    .map_err(|_| ApiAllocError)?;
+                let len = 1usize << layout_order(layout.size(), layout.align());
+                Ok(NonNull::slice_from_raw_parts(p, len))
+            }
+
+            #[inline]
             unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
                 if layout.size() != 0 {
                     // SAFETY: Allocator's contract: `ptr` is a live block from `allocate`
@@ -87,8 +127,111 @@ macro_rules! impl_allocator {
                     unsafe { self.dealloc(ptr, layout) }
                 }
             }
+
+            unsafe fn grow(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, ApiAllocError> {
+                // SAFETY: Allocator's contract for `grow`, forwarded.
+                unsafe { resize(*self, ptr, old, new, false) }
+            }
+
+            unsafe fn grow_zeroed(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, ApiAllocError> {
+                // SAFETY: Allocator's contract for `grow_zeroed`, forwarded.
+                unsafe { resize(*self, ptr, old, new, true) }
+            }
+
+            unsafe fn shrink(
+                &self,
+                ptr: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, ApiAllocError> {
+                // SAFETY: Allocator's contract for `shrink`, forwarded.
+                unsafe { resize(*self, ptr, old, new, false) }
+            }
         }
     };
+}
+
+/// What `Allocator::{grow, grow_zeroed, shrink}` need of a front-end.
+trait Resizable {
+    fn resize_in_place(&self, ptr: NonNull<u8>, k: Order, m: Order, zeroed: bool) -> bool;
+    fn order_of(&self, layout: Layout) -> Option<Order>;
+}
+
+impl Resizable for &ConcurrentPool {
+    fn resize_in_place(&self, ptr: NonNull<u8>, k: Order, m: Order, zeroed: bool) -> bool {
+        ConcurrentPool::resize_in_place(self, ptr, k, m, zeroed)
+    }
+    fn order_of(&self, layout: Layout) -> Option<Order> {
+        self.layout_order(layout).ok()
+    }
+}
+
+impl Resizable for &LocalCache<'_> {
+    fn resize_in_place(&self, ptr: NonNull<u8>, k: Order, m: Order, zeroed: bool) -> bool {
+        LocalCache::resize_in_place(self, ptr, k, m, zeroed)
+    }
+    fn order_of(&self, layout: Layout) -> Option<Order> {
+        self.pool().layout_order(layout).ok()
+    }
+}
+
+/// `grow`, `grow_zeroed` and `shrink`: in place when [`Resizable::resize_in_place`] can
+/// (same order, a shrink, or a grow over free buddies), otherwise a new block, a copy of the
+/// old bytes and a free.
+///
+/// # Safety
+/// - Allocator's contract for those methods: `ptr` is a live block of `a` that fits `old`,
+///   and `new.size()` is at least (grow) or at most (shrink) `old.size()`.
+unsafe fn resize<A: Allocator + Resizable>(
+    a: A,
+    ptr: NonNull<u8>,
+    old: Layout,
+    new: Layout,
+    zeroed: bool,
+) -> Result<NonNull<[u8]>, ApiAllocError> {
+    if old.size() != 0 && new.size() != 0 {
+        let k = Order(layout_order(old.size(), old.align()));
+        if let Some(m) = a.order_of(new) {
+            if a.resize_in_place(ptr, k, m, zeroed) {
+                if zeroed {
+                    // The old block's tail beyond `old.size()` (a grow keeps `m >= k`); the
+                    // region zeroed what was absorbed above it.
+                    // SAFETY: inside the live block we hold (`old.size() <= k.bytes()`).
+                    unsafe {
+                        ptr.as_ptr()
+                            .add(old.size())
+                            .write_bytes(0, k.bytes() - old.size())
+                    };
+                }
+                return Ok(NonNull::slice_from_raw_parts(ptr, m.bytes()));
+            }
+        }
+    }
+    let fresh = if zeroed {
+        a.allocate_zeroed(new)?
+    } else {
+        a.allocate(new)?
+    };
+    // SAFETY: both blocks are live and distinct; each holds at least min(old, new) bytes.
+    unsafe {
+        ptr::copy_nonoverlapping(
+            ptr.as_ptr(),
+            fresh.cast::<u8>().as_ptr(),
+            old.size().min(new.size()),
+        );
+        a.deallocate(ptr, old);
+    }
+    Ok(fresh)
 }
 
 impl_allocator!(ConcurrentPool);

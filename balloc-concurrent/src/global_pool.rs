@@ -108,6 +108,12 @@ impl GlobalPool {
         }
     }
 
+    /// Hands the pages of the pool's free blocks back to the OS: [`ConcurrentPool::trim`]
+    /// (0 before the pool is built).
+    pub fn trim(&self) -> usize {
+        self.pool().map_or(0, ConcurrentPool::trim)
+    }
+
     /// Counts one allocation served by the system allocator.
     #[inline]
     fn count_fallback(&self, layout: Layout) {
@@ -163,6 +169,43 @@ unsafe impl GlobalAlloc for GlobalPool {
         self.count_fallback(layout);
         // SAFETY: forwarded GlobalAlloc contract.
         unsafe { System.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if let Some(pool) = self.get_or_build() {
+            if let Ok(p) = pool.alloc_zeroed_layout(layout) {
+                return p.as_ptr();
+            }
+        }
+        self.count_fallback(layout);
+        // SAFETY: forwarded GlobalAlloc contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    /// In place when the block is the pool's and the new size fits it (same order, or a
+    /// shrink that gives the rest back, or a grow over free buddies); otherwise a new block
+    /// (the pool's, or the system allocator's), a copy and a free.
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `new_size` with `layout.align()` is a valid layout (GlobalAlloc's contract).
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        if let Some(pool) = self.pool().filter(|p| p.contains(ptr)) {
+            // SAFETY: the pointer is in the pool, so the pool allocated it with `layout`.
+            if unsafe { crate::global_alloc::resize_in_place(pool, ptr, layout, new_layout) } {
+                return ptr;
+            }
+        }
+        // SAFETY: forwarded GlobalAlloc contract.
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least min(old, new) bytes long.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
     }
 
     #[inline]

@@ -95,13 +95,30 @@ pub(crate) fn alloc(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError
     if who.region().exhaustion.covers(k) && holds_nothing(who) {
         return Err(out_of_memory(who, k));
     }
-    alloc_from_pool(who, k)
+    alloc_from_pool(who, k, false)
 }
 
-/// Steps 2 to 5 of [`alloc`].
+/// [`alloc`], for a block whose bytes are all zero. Cached orders come zeroed with a
+/// `memset`; others come from the bitmaps, where the parts on pages known to be zero (never
+/// touched, or handed back by `trim`) are not written (see `zero_pages`).
+///
+/// # Errors
+/// As [`alloc`].
+pub(crate) fn alloc_zeroed(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError> {
+    if who.region().config.caches(k) {
+        return alloc(who, k).map(|p| who.region().zero_block(p, k));
+    }
+    if who.region().exhaustion.covers(k) && holds_nothing(who) {
+        return Err(out_of_memory(who, k));
+    }
+    alloc_from_pool(who, k, true)
+}
+
+/// Steps 2 to 5 of [`alloc`]; with `zeroed` (an uncached order), the block comes zeroed.
 #[inline(never)]
-fn alloc_from_pool(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError> {
+fn alloc_from_pool(who: Caller<'_>, k: Order, zeroed: bool) -> Result<NonNull<u8>, AllocError> {
     let region = who.region();
+    region.purge.tick(region);
     if let Some(c) = who.cache {
         c.open();
         act_on_pressure(who, c);
@@ -112,7 +129,7 @@ fn alloc_from_pool(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError>
         }
     }
     if let Some(off) = region.search(k) {
-        return Ok(region.hand_out(k, off));
+        return Ok(region.hand_out(k, off, zeroed));
     }
     // Memory is short: hand back what this thread holds, ask everyone else to, empty the depot.
     flush_own(who);
@@ -120,7 +137,7 @@ fn alloc_from_pool(who: Caller<'_>, k: Order) -> Result<NonNull<u8>, AllocError>
     who.shared.pressure.fetch_add(1, Ordering::Relaxed);
     region.drain_depot();
     match decide(region, k) {
-        Some(off) => Ok(region.hand_out(k, off)),
+        Some(off) => Ok(region.hand_out(k, off, zeroed)),
         None => Err(out_of_memory(who, k)),
     }
 }

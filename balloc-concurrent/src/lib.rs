@@ -17,13 +17,17 @@ mod depot;
 mod exhaustion;
 mod fault;
 mod ladder;
+mod purge;
 mod region;
 mod registry;
+mod resize;
 mod shared;
 mod summary;
 mod tags;
 mod thread_cache;
 mod transit;
+mod trim;
+mod zero_pages;
 
 // Support.
 mod facade;

@@ -128,6 +128,31 @@ impl<'a> LocalCache<'a> {
         ladder::alloc(self.caller(), self.pool.layout_order(layout)?)
     }
 
+    /// Allocates a block that fits `layout`, every byte zero (as
+    /// [`ConcurrentPool::alloc_zeroed_layout`]).
+    ///
+    /// # Errors
+    /// As [`ConcurrentPool::alloc_layout`].
+    pub fn alloc_zeroed_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let k = self.pool.layout_order(layout)?;
+        let region = self.pool.region();
+        if region.config.caches(k) {
+            return self.alloc_layout(layout).map(|p| region.zero_block(p, k));
+        }
+        ladder::alloc_zeroed(self.caller(), k)
+    }
+
+    /// As [`ConcurrentPool::resize_in_place`].
+    pub(crate) fn resize_in_place(
+        &self,
+        ptr: NonNull<u8>,
+        k: Order,
+        m: Order,
+        zeroed: bool,
+    ) -> bool {
+        self.pool.resize_in_place(ptr, k, m, zeroed)
+    }
+
     /// Frees the block at `ptr` (allocated by any handle or thread), validated.
     ///
     /// # Errors

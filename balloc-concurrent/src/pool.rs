@@ -166,6 +166,81 @@ impl ConcurrentPool {
         self.alloc_order(self.layout_order(layout)?)
     }
 
+    /// Allocates a block that fits `layout`, every byte zero. Blocks of uncached orders come
+    /// from the bitmaps and only their parts on pages not known to be zero are written: pages
+    /// never touched since the pool was mapped, or handed back by [`trim`](Self::trim) (or a
+    /// purge), are left alone (and stay not resident). Cached orders are zeroed with a write.
+    ///
+    /// # Errors
+    /// As [`alloc_layout`](Self::alloc_layout).
+    pub fn alloc_zeroed_layout(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let k = self.layout_order(layout)?;
+        if self.region().config.caches(k) {
+            return self
+                .alloc_layout(layout)
+                .map(|p| self.region().zero_block(p, k));
+        }
+        if let Some(c) = thread_cache::current(self.id) {
+            // SAFETY: this thread's cache in slot 0, valid for this call (as `alloc_order`).
+            return ladder::alloc_zeroed(self.caller(Some(unsafe { c.as_ref() })), k);
+        }
+        self.with_caller(|who| ladder::alloc_zeroed(who, k))
+    }
+
+    /// Resizes the live block at `ptr` from order `k` to order `m` without moving it: a
+    /// shrink always succeeds (the rest goes back to the pool), a grow succeeds when the free
+    /// buddies above the block make up the difference (with `zeroed`, the bytes gained beyond
+    /// the old block come zeroed). False, with nothing changed, when it cannot.
+    pub(crate) fn resize_in_place(
+        &self,
+        ptr: NonNull<u8>,
+        k: Order,
+        m: Order,
+        zeroed: bool,
+    ) -> bool {
+        let region = self.region();
+        let off = region.offset_of(ptr);
+        match m.cmp(&k) {
+            core::cmp::Ordering::Equal => true,
+            core::cmp::Ordering::Greater => region.grow_in_place(off, k, m, zeroed),
+            core::cmp::Ordering::Less => {
+                region.shrink_in_place(off, k, m);
+                true
+            }
+        }
+    }
+
+    /// Hands the pages of every free block of a page or more back to the OS, after draining
+    /// the depot; returns the bytes handed back. Blocks held in thread caches count as used
+    /// and stay. The pages read back as zeros when used again, one page fault each.
+    ///
+    /// Safe while other threads allocate: each free block is claimed (as a split claims it)
+    /// before its pages go back, at most 2 MiB at a time, and released afterwards. A
+    /// concurrent allocation may briefly see that much less free memory; its out-of-memory
+    /// decision waits for the trim's move or searches again, so it never takes a search that
+    /// the trim overlapped as proof of exhaustion. O(free bitmap words of a page and more,
+    /// plus one claim per 2 MiB of free memory).
+    ///
+    /// # Examples
+    /// ```
+    /// use balloc_concurrent::ConcurrentPool;
+    ///
+    /// let pool = ConcurrentPool::new(1 << 24)?;
+    /// let p = pool.alloc(1 << 20)?;
+    /// // SAFETY: a live 1 MiB block of the pool.
+    /// unsafe { p.as_ptr().write_bytes(1, 1 << 20) };
+    /// pool.free(p)?;
+    /// let given = pool.trim();
+    /// # #[cfg(all(unix, not(miri)))]
+    /// assert_eq!(given, 1 << 20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trim(&self) -> usize {
+        let region = self.region();
+        region.drain_depot();
+        region.trim(usize::MAX, usize::MAX).0
+    }
+
     /// The order for `layout`, checked against this pool.
     pub(crate) fn layout_order(&self, layout: Layout) -> Result<Order, AllocError> {
         checked_layout_order(layout, self.kval).map(Order)
@@ -308,7 +383,9 @@ impl ConcurrentPool {
 
     /// A snapshot of where the bytes are: `allocated_bytes` (held by callers), `free_bytes`
     /// (free in the shared bitmaps), `cached_bytes` (free in thread caches and the depot).
-    /// Exact when no thread is inside a call; O(metadata).
+    /// Exact when no thread is inside a call; O(metadata). `resident_bytes`: the bytes of the
+    /// pool's region in physical memory, as `mincore` reports (one call per 4 MiB); where the
+    /// OS cannot tell, the bytes not known to be untouched or handed back.
     pub fn stats(&self) -> Stats {
         let mut stats = self.region().stats();
         let cached = self.shared().registry.cached_bytes() + self.region().depot_bytes();

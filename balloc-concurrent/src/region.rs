@@ -1,6 +1,7 @@
 //! [`Region`]: the pool's memory and everything all threads share about its blocks (bitmaps,
-//! tags, depot, transits, exhaustion latch), with the operations that move blocks between
-//! them. Each operation keeps the module invariants of `bitmaps`, `transit` and `exhaustion`;
+//! tags, depot, transits, exhaustion latch, zero pages, purge state), with the operations
+//! that move blocks between them (trimming and resizing in place are in `trim` and
+//! `resize`). Each operation keeps the module invariants of `bitmaps`, `transit` and `exhaustion`;
 //! which operation runs when is the allocation path's choice (`ladder`).
 //!
 //! Every step that adds memory a search could find (a release into the bitmaps, a magazine
@@ -16,9 +17,11 @@ use crate::bitmaps::BlockMaps;
 use crate::config::CacheConfig;
 use crate::depot::{Depot, MAGAZINE};
 use crate::exhaustion::Exhaustion;
-use crate::facade::{AtomicUsize, Ordering, MUTANTS};
+use crate::facade::{AtomicUsize, Ordering, LOOM, MUTANTS};
+use crate::purge::{Purge, PurgeConfig};
 use crate::tags::{TagKey, Tags};
 use crate::units::{BlockIndex, Offset, Order};
+use crate::zero_pages::ZeroPages;
 
 /// The pool's region and shared block state. Valid while the pool's strong count is non-zero.
 pub(crate) struct Region {
@@ -37,7 +40,11 @@ pub(crate) struct Region {
     /// Out-of-memory answers given without a quiet search (see `ladder::decide`): written only
     /// then.
     contended_out_of_memory: AtomicUsize,
-    _mapping: Mapping,
+    /// Which pages are known to hold zeros (untouched, or handed back by `trim`).
+    pub(crate) zero: ZeroPages,
+    /// When free memory goes back to the OS on its own.
+    pub(crate) purge: Purge,
+    pub(crate) mapping: Mapping,
 }
 
 /// Under `debug-fill`: checks a block about to be handed to a caller (panics on a write after
@@ -66,7 +73,12 @@ pub(crate) fn debug_fill_freed(base: NonNull<u8>, off: Offset, k: Order) {
 
 impl Region {
     /// Reserves a region of order `kval`, all of it one free block.
-    pub(crate) fn new(kval: u32, config: CacheConfig, secret: usize) -> Result<Self, InitError> {
+    pub(crate) fn new(
+        kval: u32,
+        config: CacheConfig,
+        purge: Option<PurgeConfig>,
+        secret: usize,
+    ) -> Result<Self, InitError> {
         let size = 1usize << kval;
         let mapping = Mapping::reserve(size, size)?;
         let region = Region {
@@ -79,7 +91,9 @@ impl Region {
             exhaustion: Exhaustion::new(),
             invalidated_searches: AtomicUsize::new(0),
             contended_out_of_memory: AtomicUsize::new(0),
-            _mapping: mapping,
+            zero: ZeroPages::new(kval, balloc_core::internal::page_size())?,
+            purge: Purge::new(purge)?,
+            mapping,
         };
         region.maps.release(region.top, BlockIndex(0));
         Ok(region)
@@ -185,17 +199,57 @@ impl Region {
         Some(off)
     }
 
-    /// Makes a block that [`Self::search`] found live, for a caller.
-    pub(crate) fn hand_out(&self, k: Order, off: Offset) -> NonNull<u8> {
+    /// Makes a block that [`Self::search`] found live, for a caller; with `zeroed`, every
+    /// byte of it zero (only the parts not known to be zero are written).
+    pub(crate) fn hand_out(&self, k: Order, off: Offset, zeroed: bool) -> NonNull<u8> {
         let p = self.ptr_at(off);
         debug_check(self.base, off, k);
-        if self.config.caches(k) {
+        let first_clean = self.mark_handed_out(off, k.bytes(), zeroed);
+        // The block's first word holds a stale tag unless it lies on a clean page (zeros).
+        if self.config.caches(k) && !first_clean && !zeroed {
             // SAFETY: the block is ours (claimed, not yet live) and inside the region.
             unsafe { self.tags.key().clear(p, off) };
         }
         let (word, bit) = off.index(k).word_and_bit();
         self.maps.set_live(k, word, 1 << bit);
         p
+    }
+
+    /// Marks the `len` bytes at `off` (claimed by the caller, about to be handed on) dirty in
+    /// `zero`; with `zeroed`, writes zeros over the parts that were not on clean pages.
+    /// Returns whether the first byte was on a clean page.
+    pub(crate) fn mark_handed_out(&self, off: Offset, len: usize, zeroed: bool) -> bool {
+        // Parts on clean pages hold zeros; the rest is written when `zeroed`, in address order
+        // (`mark_dirty` reports clean parts by address): `next` is the first byte not done.
+        let mut next = off.0;
+        let mut first_clean = false;
+        self.zero.mark_dirty(off, len, |start, part| {
+            first_clean |= start == off.0;
+            if zeroed {
+                self.write_zeros(Offset(next), start - next);
+            }
+            next = start + part;
+        });
+        if zeroed {
+            self.write_zeros(Offset(next), off.0 + len - next);
+        }
+        first_clean
+    }
+
+    /// Writes zeros over the whole block of order `k` at `p`, which the caller holds; returns
+    /// `p`.
+    pub(crate) fn zero_block(&self, p: NonNull<u8>, k: Order) -> NonNull<u8> {
+        self.write_zeros(self.offset_of(p), k.bytes());
+        p
+    }
+
+    /// Writes zeros over `len` bytes at `off`, inside a block the caller holds.
+    pub(crate) fn write_zeros(&self, off: Offset, len: usize) {
+        if len > 0 {
+            // SAFETY: the bytes lie inside a block of the region that the caller owns (claimed,
+            // not yet handed on), so nothing else reads or writes them.
+            unsafe { self.ptr_at(off).as_ptr().write_bytes(0, len) };
+        }
     }
 
     /// Moves up to `want` (1..=64) blocks of order `k` from the bitmaps to `sink`, tagged and
@@ -222,6 +276,10 @@ impl Region {
                 (word, mask)
             }
         };
+        // Every page the claimed blocks span is dirty from now on (they get tags, then data).
+        let lo = first.plus(bits.trailing_zeros() as usize).offset(k);
+        let hi = first.plus(63 - bits.leading_zeros() as usize).offset(k);
+        self.zero.mark_dirty(lo, hi.0 - lo.0 + k.bytes(), |_, _| {});
         // Tag before marking live (Release in set_live): a validated free that finds the block
         // live also finds its tag. Highest first, so the cache (a stack) hands out the lowest
         // address first.
@@ -254,10 +312,35 @@ impl Region {
         }
         let t = self.maps.transits.begin();
         crate::facade::chaos_point();
-        self.maps.release(k, off.index(k));
+        let (merged, _) = self.maps.release(k, off.index(k));
         t.end(true);
         self.exhaustion.memory_returned();
+        self.note_released(self.trimmable(merged, k));
         Ok(())
+    }
+
+    /// The bytes that releasing a block of order `k` made trimmable, when merging left a free
+    /// block of order `merged`: none below a page; else the block's own bytes, and at least a
+    /// page (the last small block freed in a page makes the whole page trimmable). A trigger
+    /// for the purge, not an account: free memory that is allocated again is not taken off.
+    #[inline]
+    pub(crate) fn trimmable(&self, merged: Order, k: Order) -> usize {
+        let page = self.zero.page_bytes();
+        if merged.bytes() >= page {
+            k.bytes().max(page)
+        } else {
+            0
+        }
+    }
+
+    /// After a release made `trimmable` bytes (see [`Self::trimmable`]): the purge's
+    /// bookkeeping and tick (see `purge`).
+    #[inline]
+    pub(crate) fn note_released(&self, trimmable: usize) {
+        if trimmable > 0 {
+            self.purge.note_freed(trimmable);
+        }
+        self.purge.tick(self);
     }
 
     /// A validated free without a cache: claim the tag (cacheable orders, so a racing free of
@@ -293,6 +376,7 @@ impl Region {
         let index = |i: usize| Offset(addrs[i] - base).index(k);
         let t = self.maps.transits.begin();
         crate::facade::chaos_point();
+        let mut trimmable = 0;
         let mut i = 0;
         while i < addrs.len() {
             // Clear the live bits of every block in this word at once.
@@ -305,11 +389,12 @@ impl Region {
             }
             let had = self.maps.clear_live_mask(k, word, mask);
             debug_assert_eq!(had, mask, "cached blocks were not all live");
-            self.release_merged(k, word, mask);
+            trimmable += self.release_merged(k, word, mask);
             i = j;
         }
         t.end(true);
         self.exhaustion.memory_returned();
+        self.note_released(trimmable);
     }
 
     /// Releases the blocks of order `k` with indices `word + b`, for each bit `b` of `mask`
@@ -317,7 +402,8 @@ impl Region {
     /// group that tiles a larger aligned block: buddies that are both ours need no CAS to
     /// merge. 64 blocks that tile one block of order `k + 6` (a producer's refill, freed in
     /// order by a consumer) cost one release instead of 32 pair releases and their merges.
-    fn release_merged(&self, k: Order, word: BlockIndex, mut mask: u64) {
+    /// Returns the bytes the releases made trimmable (see [`Self::trimmable`]).
+    fn release_merged(&self, k: Order, word: BlockIndex, mut mask: u64) -> usize {
         // Bits at multiples of 2^(l+1), for l = 0..6: where a pair of level-l blocks starts.
         const PAIR_STARTS: [u64; 6] = [
             0x5555_5555_5555_5555,
@@ -331,6 +417,7 @@ impl Region {
         // Level l: bit b (a multiple of 2^l) set <=> the block of order k + l made of bits
         // b .. b + 2^l is entirely ours. Orders stay <= top: a pool's order-k bitmap has
         // fewer than 64 bits exactly when top - k < 6, and then no pair exists above that.
+        let mut trimmable = 0;
         let levels = (self.top.get() - k.get()).min(6);
         let mut l = 0;
         loop {
@@ -346,10 +433,11 @@ impl Region {
             while single != 0 {
                 let b = single.trailing_zeros() as usize;
                 single &= single - 1;
-                self.maps.release(k.up(l), BlockIndex((word.0 + b) >> l));
+                let (merged, _) = self.maps.release(k.up(l), BlockIndex((word.0 + b) >> l));
+                trimmable += self.trimmable(merged, k.up(l));
             }
             if pairs == 0 {
-                break;
+                return trimmable;
             }
             mask = pairs;
             l += 1;
@@ -440,6 +528,11 @@ impl Region {
             live += self.maps.count_live(k) << k;
         }
         stats.allocated_bytes = live;
+        // Not under loom: the models check the block protocol; a system call per snapshot
+        // would only slow them.
+        let measured = if LOOM { None } else { self.mapping.resident() };
+        stats.resident_bytes =
+            measured.unwrap_or_else(|| self.top.bytes() - self.zero.clean_bytes(self.top.get()));
         stats
     }
 }

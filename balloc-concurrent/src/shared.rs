@@ -17,6 +17,7 @@ use balloc_core::InitError;
 use crate::cache::{Cache, Owner};
 use crate::config::CacheConfig;
 use crate::facade::{AtomicU64, AtomicUsize, CachePadded, Ordering};
+use crate::purge::PurgeConfig;
 use crate::region::Region;
 use crate::registry::Registry;
 
@@ -47,11 +48,15 @@ struct Refs {
 impl PoolShared {
     /// Builds the shared state in memory from the system allocator (never the global one, so
     /// a pool can be the global allocator), with one strong and one weak reference.
-    pub(crate) fn create(kval: u32, config: CacheConfig) -> Result<NonNull<PoolShared>, InitError> {
+    pub(crate) fn create(
+        kval: u32,
+        config: CacheConfig,
+        purge: Option<PurgeConfig>,
+    ) -> Result<NonNull<PoolShared>, InitError> {
         let id = NEXT_POOL_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         // Odd, so `secret ^ addr` (addr a multiple of 64) is odd, never 0: tags need no `| 1`.
         let secret = random_secret(id) | 1;
-        let region = Region::new(kval, config, secret)?;
+        let region = Region::new(kval, config, purge, secret)?;
         // SAFETY: PoolShared is not zero-sized.
         let ptr = unsafe { System.alloc(Layout::new::<PoolShared>()) }.cast::<PoolShared>();
         let ptr = NonNull::new(ptr).ok_or(InitError::Os { code: 0 })?;

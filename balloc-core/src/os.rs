@@ -63,6 +63,13 @@ impl Mapping {
         imp::discard(self.ptr, offset, len)
     }
 
+    /// Bytes of the region backed by physical pages now, as the OS reports it; `None` where
+    /// the platform cannot tell (then the caller must assume all of it). O(len / page size),
+    /// with no allocation.
+    pub fn resident(&self) -> Option<usize> {
+        imp::resident(self.ptr, self.len)
+    }
+
     /// Returns the region to the OS.
     ///
     /// # Errors
@@ -162,6 +169,31 @@ mod imp {
         }
     }
 
+    pub fn resident(base: NonNull<u8>, len: usize) -> Option<usize> {
+        // One `mincore` call per chunk of pages (4 MiB of 4 KiB pages), into a buffer on the
+        // stack (1 KiB: allocating could re-enter a pool that is the global allocator).
+        const CHUNK_PAGES: usize = 1024;
+        let page = page_size();
+        let total = len.div_ceil(page);
+        let mut vec = [0u8; CHUNK_PAGES];
+        let mut resident = 0;
+        let mut done = 0;
+        while done < total {
+            let n = (total - done).min(CHUNK_PAGES);
+            let at = base.as_ptr().wrapping_add(done * page);
+            // SAFETY: `at .. at + n pages` lies inside the mapping (a whole number of pages
+            // from its page-aligned start); `vec` has room for `n` entries. mincore only reads
+            // the page tables.
+            let rc = unsafe { libc::mincore(at.cast(), n * page, vec.as_mut_ptr().cast()) };
+            if rc != 0 {
+                return None;
+            }
+            resident += vec[..n].iter().filter(|&&b| b & 1 != 0).count() * page;
+            done += n;
+        }
+        Some(resident.min(len))
+    }
+
     /// # Safety
     /// - `ptr`, `len`, `align` are what one `reserve` call returned, and the region is not used
     ///   after this call.
@@ -198,8 +230,15 @@ mod imp {
         NonNull::new(ptr).ok_or(InitError::Os { code: 0 })
     }
 
+    /// Nothing to hand back: this memory comes from the global allocator (and Miri has no
+    /// `madvise`), so its pages stay as they are and count as not handed back.
     pub fn discard(_base: NonNull<u8>, _offset: usize, _len: usize) -> usize {
         0
+    }
+
+    /// Unknown here (no `mincore`).
+    pub fn resident(_base: NonNull<u8>, _len: usize) -> Option<usize> {
+        None
     }
 
     /// # Safety

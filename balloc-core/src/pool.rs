@@ -320,14 +320,25 @@ impl BuddyPool {
     }
 
     /// A snapshot of where the pool's bytes are. O(metadata): it counts the free bitmap's bits,
-    /// about `size() / 2^SMALLEST_K` of them (one word per 4 KiB of pool).
+    /// about `size() / 2^SMALLEST_K` of them (one word per 4 KiB of pool); for
+    /// `resident_bytes`, one `mincore` call per 4 MiB of an OS-backed pool.
     pub fn stats(&self) -> Stats {
         let mut stats = Stats::empty(self.size(), self.metadata_bytes());
         for k in SMALLEST_K..=self.kval() {
             stats.add_free_blocks(k, self.free_count(k));
         }
         stats.allocated_bytes = self.allocated_bytes();
+        stats.resident_bytes = self.resident_bytes();
         stats
+    }
+
+    /// Bytes of the pool's memory that are resident (see [`Stats::resident_bytes`]).
+    fn resident_bytes(&self) -> usize {
+        #[cfg(feature = "std")]
+        if let Backing::Os { region, .. } = &self.backing {
+            return region.resident().unwrap_or(self.size());
+        }
+        self.size()
     }
 
     /// Bytes of side metadata.

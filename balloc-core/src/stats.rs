@@ -23,6 +23,10 @@ pub struct Stats {
     pub free_blocks: [usize; ORDER_COUNT],
     /// Bytes of side metadata (bitmaps), outside the managed memory.
     pub metadata_bytes: usize,
+    /// Bytes of the pool's memory backed by physical pages (resident), as the OS reports
+    /// (`mincore`) where it can; otherwise an upper bound: for a concurrent pool, the bytes not
+    /// known to be untouched or handed back, and for a pool over caller memory, `size`.
+    pub resident_bytes: usize,
 }
 
 impl Stats {
@@ -36,6 +40,7 @@ impl Stats {
             largest_free_block: 0,
             free_blocks: [0; ORDER_COUNT],
             metadata_bytes,
+            resident_bytes: 0,
         }
     }
 

@@ -131,6 +131,37 @@ impl Block {
         }
     }
 
+    /// Checks the contents, then resizes the block to `new_size` bytes through
+    /// `GlobalAlloc::realloc` (in place when it can: same order, a shrink, or a grow over free
+    /// buddies; else a new block and a copy). The first word must survive; the result is
+    /// stamped again. `None` when the pool had no room for a moved block (the old one is then
+    /// still held, and freed here).
+    pub fn resize(self, pool: &ConcurrentPool, new_size: usize) -> Option<Block> {
+        use core::alloc::GlobalAlloc;
+        self.check();
+        let old = core::alloc::Layout::from_size_align(self.size, 1).expect("layout");
+        // SAFETY: the block is live in `pool`, allocated for a layout of this order.
+        let p = unsafe { GlobalAlloc::realloc(pool, self.ptr.as_ptr(), old, new_size) };
+        let Some(ptr) = NonNull::new(p) else {
+            self.free(pool);
+            return None;
+        };
+        // SAFETY: a live block of at least `new_size >= 64` bytes.
+        let first = unsafe { ptr.as_ptr().cast::<usize>().read_volatile() };
+        assert_eq!(
+            first,
+            self.stamp_value(),
+            "{BROKEN}: a resize lost the block's contents"
+        );
+        let b = Block {
+            ptr,
+            size: new_size,
+            owner: self.owner,
+        };
+        b.stamp();
+        Some(b)
+    }
+
     fn overlaps(&self, other: &Block) -> bool {
         let (a, b) = (self.ptr.as_ptr().addr(), other.ptr.as_ptr().addr());
         a < b + other.size && b < a + self.size

@@ -526,3 +526,40 @@ pub fn out_of_memory_together_2() {
 pub fn out_of_memory_together_3() {
     out_of_memory_together(3);
 }
+
+/// Model 10: thread 0 grows its quarter (the pool's first) to a half in place while thread 1
+/// frees the buddy quarter above it and thread 2 allocates a quarter. The grow claims the buddy
+/// with one `fetch_and` if it is free, racing the free's merge-or-mark CAS and the claim; when
+/// the buddy is not free (yet, or any more) it moves the block instead. Whatever the order: no
+/// block handed out twice, every byte in one place, and a whole pool at the end.
+pub fn grow_in_place_races_buddy_free_and_claim() {
+    let pool = Arc::new(uncached(FOUR_BLOCKS));
+    let (quarter, half) = (pool.size() / 4, pool.size() / 2);
+    let a = Block::alloc(&pool, quarter, 0);
+    let b = Block::alloc(&pool, quarter, 1);
+    assert_eq!(a.ptr().as_ptr().wrapping_add(quarter), b.ptr().as_ptr());
+    let freer = {
+        let pool = Arc::clone(&pool);
+        spawn(move || b.free(&pool))
+    };
+    let claimer = {
+        let pool = Arc::clone(&pool);
+        spawn(move || {
+            let got = Block::try_alloc(&pool, quarter, 2);
+            if got.is_none() {
+                // Thread 0's moved block took the free half and thread 1's quarter was not
+                // back yet: the pool had no free quarter during the search.
+                tolerated_oom();
+            }
+            got
+        })
+    };
+    let grown = a.resize(&pool, half);
+    if grown.is_none() {
+        tolerated_oom();
+    }
+    join(freer);
+    let claimed = join(claimer);
+    wait_retired(&pool, OWN);
+    finish(&pool, collect([grown, claimed]));
+}

@@ -5,6 +5,7 @@ mod bad_input;
 mod exhaustion;
 mod lifetime;
 mod matrix;
+mod memory;
 mod seed;
 mod serve_after_free;
 mod stress;

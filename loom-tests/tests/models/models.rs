@@ -162,3 +162,15 @@ fn m9b_out_of_memory_together_3() {
         s::out_of_memory_together_3,
     );
 }
+
+/// Model 10: a grow in place (claiming the buddy above with one `fetch_and`) racing the
+/// buddy's free (merge-or-mark CAS) and another thread's claim. Bound 3: 3 threads, ~275,000
+/// executions, ~20 s.
+#[test]
+fn m10_grow_in_place_races_buddy_free_and_claim() {
+    check(
+        "m10_grow_in_place_races_buddy_free_and_claim",
+        3,
+        s::grow_in_place_races_buddy_free_and_claim,
+    );
+}

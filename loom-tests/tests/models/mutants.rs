@@ -1,7 +1,7 @@
 //! Proof that the models bite. Under `--cfg balloc_loom_mutants`, balloc-concurrent's claim
 //! step (`claim_bits`) is a load then a separate store instead of one `fetch_and`, and its merge
 //! step (`merge_or_mark`) a load then a separate store instead of one CAS (bitmaps.rs). Every
-//! model of the claim race (1a, 1b, 3, 4a, 4b) and of the merge race (2a, 2b) must then fail,
+//! model of the claim race (1a, 1b, 3, 4a, 4b, 10) and of the merge race (2a, 2b, 10) must then fail,
 //! and with the message of the invariant it exists to check. Both mutants are on at once, so
 //! model 3 (frees and a claim together) could trip on either. A third mutant makes the depot's
 //! magazine claim (`Magazine::acquire`, depot.rs) a load then a store instead of one CAS: model
@@ -93,5 +93,18 @@ fn m9b_catches_oom_rule_mutant() {
         "m9b_out_of_memory_together_3",
         2,
         s::out_of_memory_together_3,
+    );
+}
+
+/// Both the claim and the merge mutants race here (the grow's claim of the buddy, the buddy's
+/// free, the third thread's claim): the first broken execution shows a lost block
+/// (`validate`), so any invariant message counts.
+#[test]
+#[should_panic(expected = "balloc invariant broken")]
+fn m10_catches_claim_or_merge_mutant() {
+    check(
+        "m10_grow_in_place_races_buddy_free_and_claim",
+        2,
+        s::grow_in_place_races_buddy_free_and_claim,
     );
 }

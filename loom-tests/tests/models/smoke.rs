@@ -13,7 +13,7 @@ fn loom_models_need_the_cfg_so_run_the_scenarios_on_real_threads() {
          them with ci/loom.sh (RUSTFLAGS=\"--cfg balloc_loom\" cargo test -p loom-tests \
          --release). Running each scenario {RUNS} times on real threads instead."
     );
-    let scenarios: [(&str, fn()); 18] = [
+    let scenarios: [(&str, fn()); 19] = [
         ("whole_pool_claimed_once", s::whole_pool_claimed_once),
         ("two_smallest_blocks", s::two_smallest_blocks),
         ("buddies_freed_at_once", s::buddies_freed_at_once),
@@ -38,6 +38,10 @@ fn loom_models_need_the_cfg_so_run_the_scenarios_on_real_threads() {
         ("depot_handoff", s::depot_handoff),
         ("out_of_memory_together_2", s::out_of_memory_together_2),
         ("out_of_memory_together_3", s::out_of_memory_together_3),
+        (
+            "grow_in_place_races_buddy_free_and_claim",
+            s::grow_in_place_races_buddy_free_and_claim,
+        ),
     ];
     for (name, scenario) in scenarios {
         for _ in 0..RUNS {
