@@ -7,6 +7,7 @@ pub mod balloc;
 pub mod exhaust;
 pub mod latency;
 pub mod machine;
+pub mod memory;
 pub mod registry;
 pub mod report;
 pub mod rng;

@@ -1,7 +1,10 @@
 //! The scaling report: every workload × allocator × thread count, side by side.
 //!
 //! `cargo run --release -p balloc-bench -- --help` for the flags. Prints the tables and writes
-//! `scaling.svg`, `results.csv` and `results.md` to `target/balloc-report/` (or `--out`).
+//! `scaling.svg`, `results.csv` and `results.md` to `target/balloc-report/` (or `--out`). After
+//! the throughput cells it runs the memory workload (`balloc_bench::memory`: peak RSS and RSS
+//! after a service-like load, one child process per allocator) and adds its table, also to
+//! `memory.md`; `--no-memory` skips it.
 //!
 //! The runs happen in a worker process (this binary with `--worker`, see
 //! `balloc_bench::worker`), each under a time limit, so that a run that hangs is reported as
@@ -13,6 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use balloc_bench::machine::Machine;
+use balloc_bench::memory;
 use balloc_bench::registry::{AllocKind, Workload};
 use balloc_bench::report::{self, Report, Sample, Status};
 use balloc_bench::worker::{self, Ended, Request, Worker};
@@ -65,12 +69,19 @@ struct Args {
     /// 20,000).
     #[arg(long)]
     cell_timeout_ms: Option<u64>,
+    /// Skip the memory workload (RSS per allocator, after the throughput tables).
+    #[arg(long)]
+    no_memory: bool,
     /// Serve runs on stdin/stdout (the report starts itself with this; see `worker.rs`).
     #[arg(long, hide = true)]
     worker: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if memory::serve_child(&argv) {
+        return Ok(());
+    }
     let mut args = Args::parse();
     if args.worker {
         return worker::serve();
@@ -275,7 +286,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         header.push_str(&report::bullets(&incidents));
     }
     header.push_str("\n## Results\n");
-    std::fs::write(dir.join("results.md"), header + &report.markdown())?;
+    let mut results = header + &report.markdown();
+    if !args.no_memory {
+        // A small load under --quick: the smoke test checks that it runs, not its ratios.
+        let params = if args.quick {
+            memory::Params {
+                threads: 2,
+                objects: 300,
+                waves: 2,
+                light: 50,
+                ..memory::Params::default()
+            }
+        } else {
+            memory::Params::default()
+        };
+        println!("\nmemory workload (one child process per allocator) ...");
+        let table = memory::table(&std::env::current_exe()?, &memory::ALLOCATORS, &params);
+        println!("\n{table}");
+        std::fs::write(dir.join("memory.md"), &table)?;
+        results.push_str("\n## Memory use\n\n");
+        results.push_str(&table);
+    }
+    std::fs::write(dir.join("results.md"), results)?;
     std::fs::write(dir.join("results.csv"), report::csv(&samples))?;
     let mut subtitle = format!(
         "{machine}; median of {} runs of {} ms; op = one allocation and its free",
@@ -286,8 +318,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report::svg(&report, &dir.join("scaling.svg"), &subtitle)?;
     println!(
-        "wrote {}/{{scaling.svg,results.csv,results.md}}",
-        dir.display()
+        "wrote {}/{{scaling.svg,results.csv,results.md{}}}",
+        dir.display(),
+        if args.no_memory { "" } else { ",memory.md" }
     );
     Ok(())
 }
