@@ -363,7 +363,8 @@ impl Report<'_> {
         Some(note)
     }
 
-    /// The latency table of a throughput workload: one row per allocator and thread count.
+    /// The latency table of a workload (none when no run sampled any): one row per allocator
+    /// and thread count.
     fn latency_table(&self, w: Workload, rows: &[AllocKind]) -> Option<Table> {
         let mut t = vec![["allocator", "threads", "p50", "p99", "p99.9", "max"]
             .map(str::to_owned)
@@ -436,9 +437,7 @@ impl Report<'_> {
                     note,
                 });
             }
-            if w.is_throughput() {
-                out.extend(self.latency_table(w, &rows));
-            }
+            out.extend(self.latency_table(w, &rows));
         }
         out
     }
@@ -573,7 +572,7 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// Every sample, one line each. A run that did not finish has its `status` (`stalled`,
 /// `crashed`) and empty measurement columns; the latency columns are empty for runs that sampled
-/// none (`fragmentation`, `ring-only`).
+/// none (`ring-only`, which makes no allocator call).
 pub fn csv(samples: &[Sample]) -> String {
     let mut out = String::from(
         "workload,allocator,threads,rep,ops,errors,seconds,mops,live_requested_share,\
@@ -658,7 +657,8 @@ pub fn guide(workloads: &[Workload]) -> (Vec<String>, Vec<String>) {
         how.push(
             "**Fragmentation**: bytes the callers asked for, live at the first out-of-memory, as \
              a share of the pool (higher is better); 'blocks' is the share in allocated blocks, as \
-             the allocator counts them (the rest of a block is rounding)."
+             the allocator counts them (the rest of a block is rounding). Its latency table \
+             times the calls of a pool filling up, the last one failing."
                 .to_owned(),
         );
     }

@@ -565,7 +565,8 @@ pub fn fragmentation<A: BenchAlloc>(
 ) -> Outcome {
     let stop = AtomicBool::new(false);
     let (mut outcome, outs) = on_threads(pool, |t, gate| {
-        let mut local = a.local();
+        // Sampled latency here is that of calls on a pool filling up, to its first failure.
+        let mut local = Timed::new(a.local(), A::REAL, t as u64);
         let mut rng = Rng::new(seed, t as u64);
         let mut live: Vec<Block> = Vec::new();
         let mut live_bytes = 0usize;
@@ -592,6 +593,7 @@ pub fn fragmentation<A: BenchAlloc>(
             }
         }
         out.end = Instant::now();
+        out.lat = local.finish();
         out.live = live_bytes;
         gate.barrier.wait();
         if t == 0 {
