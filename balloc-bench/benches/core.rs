@@ -1,5 +1,5 @@
 //! `balloc_core::BuddyPool` against `buddy_system_allocator` 0.13's `Heap<32>`, single-threaded,
-//! over the same 16 MiB region size (issue "balloc-core" §6):
+//! over the same 16 MiB region size:
 //!
 //! - `core/pair-64`: alloc + free of 64 B in a loop;
 //! - `core/batch`: 1,000 allocs of sizes cycling 64..4096 (each power of two in turn), then the

@@ -33,7 +33,7 @@ use crate::rng::Rng;
 /// blocks are aligned to their size anyway; the peers see the same `Layout`.)
 pub const ALIGN: usize = 8;
 
-/// `batch`: allocations per round, then as many frees (the "1,000 allocs").
+/// `batch`: allocations per round (1,000, a burst of a request handler), then as many frees.
 pub const BATCH_LEN: usize = 1000;
 /// `batch`: the sizes cycled through, 64 B to 4 KiB, each power of two once, so every size class
 /// of a buddy allocator from the smallest block to a page is hit equally often.

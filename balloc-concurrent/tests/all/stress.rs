@@ -9,7 +9,7 @@ use balloc_concurrent::ConcurrentPool;
 
 use crate::{assert_whole, Rng, SendPtr};
 
-/// Operations per thread (the issue asks for at least 10^5).
+/// Operations per thread: at least 10^5, so that rare interleavings get a chance.
 const OPS: usize = if cfg!(miri) { 300 } else { 100_000 };
 /// Blocks one thread keeps live at most.
 const WINDOW: usize = if cfg!(miri) { 16 } else { 256 };

@@ -1,4 +1,4 @@
-//! The seed library's tests, in balloc's API.
+//! The Go library's tests (the one balloc's API comes from), in balloc's API.
 
 use balloc_core::{btok, AllocError, BuddyPool, DEFAULT_K, MIN_K, SMALLEST_K};
 
