@@ -2,7 +2,8 @@
 //!
 //! A block of order `k` is `2^k` bytes and starts at an offset from the pool base that is a
 //! multiple of `2^k`. Its buddy is the block whose offset differs only in bit `k`.
-//! The constants are the Go library's (the one balloc's API comes from), with the same names and values.
+//! The constants are the Go library's (the one balloc's API comes from), with the same names
+//! and values.
 
 use core::alloc::Layout;
 

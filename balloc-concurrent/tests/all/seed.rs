@@ -1,4 +1,5 @@
-//! The Go library's tests (the one balloc's API comes from), against `ConcurrentPool` (through the pool and a `LocalCache`).
+//! The Go library's tests (the one balloc's API comes from), against `ConcurrentPool`
+//! (through the pool and a `LocalCache`).
 
 use balloc_concurrent::{btok, AllocError, ConcurrentPool, DEFAULT_K, MIN_K, SMALLEST_K};
 
