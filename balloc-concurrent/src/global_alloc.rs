@@ -39,42 +39,61 @@ unsafe impl GlobalAlloc for ConcurrentPool {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `new_size` with `layout.align()` is a valid layout (GlobalAlloc's contract).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        // SAFETY: GlobalAlloc's contract: `ptr` is a live block of this pool for `layout`.
-        if unsafe { resize_in_place(self, ptr, layout, new_layout) } {
+        // SAFETY: GlobalAlloc's contract: `ptr` is a live block of this pool for `layout`
+        // (so non-null, and of non-zero size).
+        if unsafe { resize_in_place(self, NonNull::new_unchecked(ptr), layout, new_layout, false) }
+        {
             return ptr;
         }
         // SAFETY: forwarded GlobalAlloc contract.
-        let new = unsafe { GlobalAlloc::alloc(self, new_layout) };
-        if !new.is_null() {
-            // SAFETY: both blocks are live, distinct, and at least min(old, new) bytes long.
-            unsafe {
-                ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                GlobalAlloc::dealloc(self, ptr, layout);
-            }
-        }
-        new
+        unsafe { realloc_by_copy(self, ptr, layout, new_layout) }
     }
 }
 
 /// Resizes the pool's live block at `ptr` (allocated for `old`, non-zero size) to fit `new`
-/// without moving it: same order, a shrink, or a grow over free buddies. False when it cannot
-/// (the block is unchanged).
+/// without moving it: same order, a shrink, or a grow over free buddies (with `zeroed`, the
+/// bytes absorbed above the old block come zeroed). False when it cannot (the block is
+/// unchanged).
 ///
 /// # Safety
-/// - `ptr` is a live block of `pool` allocated with `old` (or a layout of the same order).
+/// - `ptr` is a live block of `pool` allocated with `old` (or a layout of the same order), and
+///   `old.size()` is not zero.
 pub(crate) unsafe fn resize_in_place(
     pool: &ConcurrentPool,
-    ptr: *mut u8,
+    ptr: NonNull<u8>,
     old: Layout,
     new: Layout,
+    zeroed: bool,
 ) -> bool {
     let k = Order(layout_order(old.size(), old.align()));
     let Ok(m) = pool.layout_order(new) else {
         return false; // zero-sized, or larger than the pool
     };
-    // SAFETY: a live block's address is non-null.
-    let p = unsafe { NonNull::new_unchecked(ptr) };
-    pool.resize_in_place(p, k, m, false)
+    pool.resize_in_place(ptr, k, m, zeroed)
+}
+
+/// The `realloc` that moves: a new block of `a` for `new`, the first `min(old, new)` bytes
+/// copied, the old block freed; null (the old block kept) when `a` has none.
+///
+/// # Safety
+/// - GlobalAlloc's `realloc` contract: `ptr` is a live block of `a` allocated with `old`, and
+///   `new` is `old` with the new size.
+pub(crate) unsafe fn realloc_by_copy<A: GlobalAlloc>(
+    a: &A,
+    ptr: *mut u8,
+    old: Layout,
+    new: Layout,
+) -> *mut u8 {
+    // SAFETY: forwarded GlobalAlloc contract.
+    let fresh = unsafe { a.alloc(new) };
+    if !fresh.is_null() {
+        // SAFETY: both blocks are live, distinct, and at least min(old, new) bytes long.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, fresh, old.size().min(new.size()));
+            a.dealloc(ptr, old);
+        }
+    }
+    fresh
 }
 
 /// A dangling, aligned pointer for zero-sized allocations (no provenance, never dereferenced).
@@ -161,33 +180,27 @@ macro_rules! impl_allocator {
     };
 }
 
-/// What `Allocator::{grow, grow_zeroed, shrink}` need of a front-end.
+/// What `Allocator::{grow, grow_zeroed, shrink}` need of a front-end: its pool, which resizes
+/// in place (a block's place in the bitmaps does not depend on the handle that holds it).
 trait Resizable {
-    fn resize_in_place(&self, ptr: NonNull<u8>, k: Order, m: Order, zeroed: bool) -> bool;
-    fn order_of(&self, layout: Layout) -> Option<Order>;
+    fn pool(&self) -> &ConcurrentPool;
 }
 
 impl Resizable for &ConcurrentPool {
-    fn resize_in_place(&self, ptr: NonNull<u8>, k: Order, m: Order, zeroed: bool) -> bool {
-        ConcurrentPool::resize_in_place(self, ptr, k, m, zeroed)
-    }
-    fn order_of(&self, layout: Layout) -> Option<Order> {
-        self.layout_order(layout).ok()
+    fn pool(&self) -> &ConcurrentPool {
+        self
     }
 }
 
 impl Resizable for &LocalCache<'_> {
-    fn resize_in_place(&self, ptr: NonNull<u8>, k: Order, m: Order, zeroed: bool) -> bool {
-        LocalCache::resize_in_place(self, ptr, k, m, zeroed)
-    }
-    fn order_of(&self, layout: Layout) -> Option<Order> {
-        self.pool().layout_order(layout).ok()
+    fn pool(&self) -> &ConcurrentPool {
+        LocalCache::pool(self)
     }
 }
 
-/// `grow`, `grow_zeroed` and `shrink`: in place when [`Resizable::resize_in_place`] can
-/// (same order, a shrink, or a grow over free buddies), otherwise a new block, a copy of the
-/// old bytes and a free.
+/// `grow`, `grow_zeroed` and `shrink`: in place when [`resize_in_place`] can (same order, a
+/// shrink, or a grow over free buddies), otherwise a new block, a copy of the old bytes and a
+/// free.
 ///
 /// # Safety
 /// - Allocator's contract for those methods: `ptr` is a live block of `a` that fits `old`,
@@ -199,23 +212,22 @@ unsafe fn resize<A: Allocator + Resizable>(
     new: Layout,
     zeroed: bool,
 ) -> Result<NonNull<[u8]>, ApiAllocError> {
-    if old.size() != 0 && new.size() != 0 {
+    // SAFETY: the Allocator contract (`ptr` is `a`'s, allocated with `old`), and a non-zero
+    // size checked first.
+    if old.size() != 0 && unsafe { resize_in_place(a.pool(), ptr, old, new, zeroed) } {
         let k = Order(layout_order(old.size(), old.align()));
-        if let Some(m) = a.order_of(new) {
-            if a.resize_in_place(ptr, k, m, zeroed) {
-                if zeroed {
-                    // The old block's tail beyond `old.size()` (a grow keeps `m >= k`); the
-                    // region zeroed what was absorbed above it.
-                    // SAFETY: inside the live block we hold (`old.size() <= k.bytes()`).
-                    unsafe {
-                        ptr.as_ptr()
-                            .add(old.size())
-                            .write_bytes(0, k.bytes() - old.size())
-                    };
-                }
-                return Ok(NonNull::slice_from_raw_parts(ptr, m.bytes()));
-            }
+        let m = Order(layout_order(new.size(), new.align()));
+        if zeroed {
+            // The old block's tail beyond `old.size()` (a grow keeps `m >= k`); the region
+            // zeroed what was absorbed above it.
+            // SAFETY: inside the live block we hold (`old.size() <= k.bytes()`).
+            unsafe {
+                ptr.as_ptr()
+                    .add(old.size())
+                    .write_bytes(0, k.bytes() - old.size())
+            };
         }
+        return Ok(NonNull::slice_from_raw_parts(ptr, m.bytes()));
     }
     let fresh = if zeroed {
         a.allocate_zeroed(new)?

@@ -191,21 +191,16 @@ unsafe impl GlobalAlloc for GlobalPool {
         // SAFETY: `new_size` with `layout.align()` is a valid layout (GlobalAlloc's contract).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         if let Some(pool) = self.pool().filter(|p| p.contains(ptr)) {
-            // SAFETY: the pointer is in the pool, so the pool allocated it with `layout`.
-            if unsafe { crate::global_alloc::resize_in_place(pool, ptr, layout, new_layout) } {
+            // SAFETY: the pointer is in the pool, so the pool allocated it with `layout` (a
+            // non-zero size, GlobalAlloc's contract), and a block's address is non-null.
+            let p = unsafe { core::ptr::NonNull::new_unchecked(ptr) };
+            // SAFETY: as above.
+            if unsafe { crate::global_alloc::resize_in_place(pool, p, layout, new_layout, false) } {
                 return ptr;
             }
         }
         // SAFETY: forwarded GlobalAlloc contract.
-        let new = unsafe { self.alloc(new_layout) };
-        if !new.is_null() {
-            // SAFETY: both blocks are live, distinct, and at least min(old, new) bytes long.
-            unsafe {
-                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-        }
-        new
+        unsafe { crate::global_alloc::realloc_by_copy(self, ptr, layout, new_layout) }
     }
 
     #[inline]

@@ -142,17 +142,6 @@ impl<'a> LocalCache<'a> {
         ladder::alloc_zeroed(self.caller(), k)
     }
 
-    /// As [`ConcurrentPool::resize_in_place`].
-    pub(crate) fn resize_in_place(
-        &self,
-        ptr: NonNull<u8>,
-        k: Order,
-        m: Order,
-        zeroed: bool,
-    ) -> bool {
-        self.pool.resize_in_place(ptr, k, m, zeroed)
-    }
-
     /// Frees the block at `ptr` (allocated by any handle or thread), validated.
     ///
     /// # Errors
