@@ -133,6 +133,11 @@ pub(crate) struct Cache {
     /// The cached orders, for walks over all stacks.
     first: Order,
     last: Order,
+    /// This cache's home in the depot: the shard its deposits go to (see `depot`).
+    depot_home: usize,
+    /// `depot_affinity[index(k)]`: the depot shard this cache takes magazines of order `k`
+    /// from first: the last one it found one in, at first its home (owner only).
+    depot_affinity: [Cell<u8>; STACKS],
     /// The pool's `pressure` epoch this cache last acted on (owner only).
     pub(crate) seen_pressure: Cell<u64>,
     /// Whether the cache is closed (see [`Cache::close`]; owner only).
@@ -148,18 +153,20 @@ impl Cache {
     /// A cache with the pool's per-order limits and no blocks, not yet registered. With no
     /// capacity at all (`CacheConfig` turned caching off) it is the *empty* cache, whose fast
     /// paths always miss. `None` when the system allocator fails.
+    /// `home` numbers the cache among its pool's caches: it picks the cache's depot shard.
     pub(crate) fn create(
         owner: Owner,
         config: &CacheConfig,
         pressure: u64,
+        home: usize,
     ) -> Option<NonNull<Cache>> {
-        Self::build(owner, config, config.total_capacity, pressure)
+        Self::build(owner, config, config.total_capacity, pressure, home)
     }
 
     /// The empty cache of a pool: capacity 0 everywhere, never registered, never written.
     pub(crate) fn create_empty(owner: Owner) -> Option<NonNull<Cache>> {
         let none = CacheConfig::new(balloc_core::MIN_K, 0..=0, 0, 1);
-        Self::build(owner, &none, 0, 0)
+        Self::build(owner, &none, 0, 0, 0)
     }
 
     fn build(
@@ -167,6 +174,7 @@ impl Cache {
         config: &CacheConfig,
         total: usize,
         pressure: u64,
+        home: usize,
     ) -> Option<NonNull<Cache>> {
         let entries = if total == 0 {
             core::ptr::null_mut()
@@ -208,6 +216,9 @@ impl Cache {
             total_capacity: total,
             first: config.first,
             last: config.last,
+            depot_home: home,
+            // Truncated: only its low bits pick a shard (fewer than 256 shards).
+            depot_affinity: core::array::from_fn(|_| Cell::new(home as u8)),
             seen_pressure: Cell::new(pressure),
             closed: Cell::new(false),
             next: core::ptr::null_mut(),
@@ -341,6 +352,18 @@ impl Cache {
     #[inline]
     pub(crate) fn caches(&self, k: Order) -> bool {
         self.stack(k).cap() > 0
+    }
+
+    /// This cache's home in the depot (see `depot`).
+    #[inline]
+    pub(crate) fn depot_home(&self) -> usize {
+        self.depot_home
+    }
+
+    /// The depot shard this cache takes magazines of order `k` from first (owner only).
+    #[inline]
+    pub(crate) fn depot_affinity(&self, k: Order) -> &Cell<u8> {
+        &self.depot_affinity[index(k)]
     }
 
     /// Blocks moved per refill or flush of order `k`.

@@ -3,6 +3,7 @@
 use balloc_core::internal::ORDER_COUNT;
 use balloc_core::SMALLEST_K;
 
+use crate::depot::Shape;
 use crate::facade::LOOM;
 use crate::units::Order;
 
@@ -46,10 +47,10 @@ pub(crate) struct CacheConfig {
     pub(crate) batch: [u16; ORDER_COUNT],
     /// Blocks one cache holds at most, over all orders: `Σ capacity[k]`.
     pub(crate) total_capacity: usize,
-    /// `depot_magazines[k]`: magazines of order `k` the pool's depot may hold: as many
-    /// `batch`es as fit one cache's byte cap for the order, at least one, at most
-    /// `depot::MAGAZINES_PER_ORDER`.
-    pub(crate) depot_magazines: [u8; ORDER_COUNT],
+    /// `depot[k]`: how order `k`'s magazines are laid out in the pool's depot: as many
+    /// `batch`es as fit one cache's byte cap for the order (at least one, at most
+    /// `depot::SHARDS × depot::SLOTS`), spread over shards first (see `depot::Shape`).
+    pub(crate) depot: [Shape; ORDER_COUNT],
     /// The cached orders, `first..=last` (empty when nothing is cached: `first > last`).
     pub(crate) first: Order,
     pub(crate) last: Order,
@@ -70,7 +71,7 @@ impl CacheConfig {
             .min(kval.saturating_sub(1));
         let per_order_bytes = MAX_CACHED_BYTES_PER_ORDER.min((1usize << kval) >> 8);
         let mut total_capacity = 0;
-        let mut depot_magazines = [0u8; ORDER_COUNT];
+        let mut depot = [Shape::default(); ORDER_COUNT];
         let (mut first, mut last) = (Order(u32::MAX), Order(0));
         if capacity > 0 && lo <= hi {
             for k in lo..=hi {
@@ -84,16 +85,14 @@ impl CacheConfig {
                 first = first.min(Order(k));
                 last = last.max(Order(k));
                 let magazine_bytes = (bat[k as usize] as usize) << k;
-                depot_magazines[k as usize] = (per_order_bytes / magazine_bytes)
-                    .clamp(1, crate::depot::MAGAZINES_PER_ORDER)
-                    as u8;
+                depot[k as usize] = Shape::for_magazines(per_order_bytes / magazine_bytes);
             }
         }
         Self {
             capacity: cap,
             batch: bat,
             total_capacity,
-            depot_magazines,
+            depot,
             first,
             last,
         }
@@ -108,7 +107,7 @@ impl CacheConfig {
     /// Most bytes the depot can hold.
     pub(crate) fn max_depot_bytes(&self) -> usize {
         (0..ORDER_COUNT)
-            .map(|k| (self.depot_magazines[k] as usize * self.batch[k] as usize) << k)
+            .map(|k| (self.depot[k].magazines() * self.batch[k] as usize) << k)
             .sum()
     }
 
@@ -137,7 +136,7 @@ mod tests {
     #[test]
     fn depot_bound_matches_the_docs() {
         assert_eq!(defaults(20).max_depot_bytes(), 28 << 10);
-        assert_eq!(defaults(30).max_depot_bytes(), 6128 << 10);
+        assert_eq!(defaults(30).max_depot_bytes(), 9088 << 10);
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn alloc_from_pool(who: Caller<'_>, k: Order, zeroed: bool) -> Result<NonNull<u8
     flush_own(who);
     // Relaxed: a hint; caches that see it flush, and their flushes' RMWs publish.
     who.shared.pressure.fetch_add(1, Ordering::Relaxed);
-    region.drain_depot();
+    region.drain_depot_for_decision();
     match decide(region, k) {
         Some(off) => Ok(region.hand_out(k, off, zeroed)),
         None => Err(out_of_memory(who, k)),
@@ -221,7 +221,7 @@ fn refill_and_pop(region: &Region, c: &Cache, k: Order) -> Option<NonNull<u8>> {
         return c.pop(k);
     }
     let got = c.append(k, |sink| {
-        region.take_magazine(k, room, sink);
+        region.take_magazine(k, c.depot_affinity(k), room, sink);
     });
     if got == 0 {
         let want = c.batch(k).min(room).max(1);
@@ -293,7 +293,7 @@ pub(crate) fn free_validated(who: Caller<'_>, ptr: NonNull<u8>) -> Result<(), Fr
 /// to the bitmaps when the depot has no room.
 fn make_room(region: &Region, c: &Cache, k: Order) {
     let count = c.batch(k).min(c.len(k));
-    if !region.deposit(k, c.oldest(k, count)) {
+    if !region.deposit(k, c.depot_home(), c.oldest(k, count)) {
         region.release_batch(k, c.oldest(k, count));
     }
     c.drop_oldest(k, count);
@@ -302,25 +302,31 @@ fn make_room(region: &Region, c: &Cache, k: Order) {
 /// Returns every block of `c` to the bitmaps, then drains the depot (each cache's last flush
 /// comes after its last deposit, so once no cache is alive the depot is empty).
 pub(crate) fn flush(region: &Region, c: &Cache) {
+    empty(region, c);
+    region.drain_depot();
+}
+
+/// Returns every block of `c` to the bitmaps (the depot is the caller's business).
+fn empty(region: &Region, c: &Cache) {
     for k in c.nonempty_orders() {
         let n = c.len(k);
         region.release_batch(k, c.oldest(k, n));
         c.drop_oldest(k, n);
     }
-    region.drain_depot();
 }
 
-/// Flushes the caller's own caches (see [`Caller::explicit`]).
+/// Empties the caller's own caches (see [`Caller::explicit`]) into the bitmaps; the
+/// allocation path drains the depot right after.
 fn flush_own(who: Caller<'_>) {
     let region = who.region();
     if let Some(c) = who.cache {
-        flush(region, c);
+        empty(region, c);
     }
     if who.explicit {
         if let Some(c) = thread_cache::find(who.shared.id) {
             // SAFETY: this thread's cache, valid for this call (nothing below re-enters the
             // thread's cache slots).
-            flush(region, unsafe { c.as_ref() });
+            empty(region, unsafe { c.as_ref() });
         }
     }
 }

@@ -41,7 +41,10 @@ pub use balloc_core::{
 pub use builder::PoolBuilder;
 #[cfg(balloc_loom)]
 #[doc(hidden)]
-pub use facade::imp::loom_depot_peek;
+pub use facade::imp::{loom_depot_peek, loom_shard_mutant};
+#[cfg(balloc_loom)]
+#[doc(hidden)]
+pub use facade::ShardMutant;
 pub use global_pool::{GlobalPool, GlobalPoolStats};
 pub use local::LocalCache;
 pub use pool::ConcurrentPool;

@@ -370,6 +370,17 @@ impl ConcurrentPool {
         self.region().invalidated_searches()
     }
 
+    /// The pressure epoch: how many allocations so far found memory short and asked every
+    /// cache to hand its blocks back. For the loom models.
+    #[cfg(balloc_loom)]
+    #[doc(hidden)]
+    pub fn pressure_epoch(&self) -> u64 {
+        // Relaxed: a hint (see `ladder`); the models read it with no thread inside a call.
+        self.shared()
+            .pressure
+            .load(crate::facade::Ordering::Relaxed)
+    }
+
     /// How many out-of-memory answers so far were *contended*: every search of the decision
     /// was overlapped by another thread's split, merge or release, so the memory asked for may
     /// have existed, carried by a move in flight (typically a thread descheduled in the middle

@@ -8,6 +8,7 @@
 //! into the depot) ends by telling the exhaustion latch (`Exhaustion::memory_returned`), after
 //! its last write (see `exhaustion` for the fence that orders the two).
 
+use core::cell::Cell;
 use core::ptr::NonNull;
 
 use balloc_core::internal::{block_offset, find_live_block, Mapping};
@@ -15,9 +16,9 @@ use balloc_core::{FreeError, InitError, Stats, SMALLEST_K};
 
 use crate::bitmaps::BlockMaps;
 use crate::config::CacheConfig;
-use crate::depot::{Depot, MAGAZINE};
+use crate::depot::{Depot, SHARDS};
 use crate::exhaustion::Exhaustion;
-use crate::facade::{AtomicUsize, Ordering, LOOM, MUTANTS};
+use crate::facade::{shard_mutant, AtomicUsize, Ordering, ShardMutant, LOOM, MUTANTS};
 use crate::purge::{Purge, PurgeConfig};
 use crate::tags::{TagKey, Tags};
 use crate::units::{BlockIndex, Offset, Order};
@@ -87,7 +88,7 @@ impl Region {
             maps: BlockMaps::new(kval)?,
             tags: Tags::new(kval, secret),
             config,
-            depot: Depot::new(),
+            depot: Depot::new()?,
             exhaustion: Exhaustion::new(),
             invalidated_searches: AtomicUsize::new(0),
             contended_out_of_memory: AtomicUsize::new(0),
@@ -446,11 +447,14 @@ impl Region {
 
     // ----- the depot --------------------------------------------------------------------
 
-    /// Puts `blocks` (cached blocks of order `k`, by address) in the depot as one magazine.
-    /// False, with nothing taken, when the order's magazines are all full.
-    pub(crate) fn deposit(&self, k: Order, blocks: &[usize]) -> bool {
-        let magazines = self.config.depot_magazines[k.slot()] as usize;
-        if !self.depot.deposit(k, magazines, blocks) {
+    /// Puts `blocks` (cached blocks of order `k`, by address) in the depot as one magazine, in
+    /// the shard of `home` (the depositing cache's). False, with nothing taken, when that
+    /// shard's magazines of order `k` are all full.
+    pub(crate) fn deposit(&self, k: Order, home: usize, blocks: &[usize]) -> bool {
+        if !self
+            .depot
+            .deposit(k, self.config.depot[k.slot()], home, blocks)
+        {
             return false;
         }
         self.maps.transits.note_moved();
@@ -458,30 +462,43 @@ impl Region {
         true
     }
 
-    /// Takes one magazine of order `k` whose blocks fit `room`, handing each address to `sink`.
+    /// Takes one magazine of order `k` whose blocks fit `room`, handing each address to `sink`:
+    /// from the shard `affinity` names first (then updated to where it came from).
     pub(crate) fn take_magazine(
         &self,
         k: Order,
+        affinity: &Cell<u8>,
         room: usize,
         sink: &mut dyn FnMut(usize),
     ) -> usize {
-        self.depot.take(k, room, sink)
+        self.depot
+            .take(k, self.config.depot[k.slot()], affinity, room, sink)
     }
 
-    /// Returns every magazine in the depot to the bitmaps.
+    /// Returns every magazine in the depot, every shard, to the bitmaps.
     pub(crate) fn drain_depot(&self) {
-        for k in Depot::orders().filter(|&k| self.config.depot_magazines[k.slot()] > 0) {
-            loop {
-                let mut addrs = [0usize; MAGAZINE];
-                let mut n = 0;
-                self.depot.take(k, MAGAZINE, &mut |addr| {
-                    addrs[n] = addr;
-                    n += 1;
-                });
-                if n == 0 {
-                    break;
-                }
-                self.release_batch(k, &addrs[..n]);
+        self.drain_depot_shards(SHARDS);
+    }
+
+    /// [`Self::drain_depot`] before an out-of-memory decision.
+    ///
+    /// MUTANT (loom-tests, [`ShardMutant::DecisionDrainsShardZero`]): only shard 0 is drained,
+    /// so the decision can miss a magazine in another shard; model 8c must catch it.
+    pub(crate) fn drain_depot_for_decision(&self) {
+        if shard_mutant(ShardMutant::DecisionDrainsShardZero) {
+            self.drain_depot_shards(1);
+        } else {
+            self.drain_depot();
+        }
+    }
+
+    /// Returns every magazine in the depot's first `shards` shards to the bitmaps.
+    fn drain_depot_shards(&self, shards: usize) {
+        for k in Depot::orders() {
+            let shape = self.config.depot[k.slot()];
+            if shape.shards > 0 {
+                self.depot
+                    .drain(k, shape, shards, |blocks| self.release_batch(k, blocks));
             }
         }
     }

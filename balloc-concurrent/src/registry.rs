@@ -16,17 +16,27 @@
 use core::ptr::NonNull;
 
 use crate::cache::Cache;
-use crate::facade::{AtomicPtr, Ordering};
+use crate::facade::{AtomicPtr, AtomicUsize, Ordering};
 
 pub(crate) struct Registry {
     head: AtomicPtr<Cache>,
+    /// Caches made so far: numbers each new cache (its depot home, see `depot`).
+    made: AtomicUsize,
 }
 
 impl Registry {
     pub(crate) fn new() -> Self {
         Self {
             head: AtomicPtr::new(core::ptr::null_mut()),
+            made: AtomicUsize::new(0),
         }
+    }
+
+    /// A number for a new cache: 0, 1, 2, ... in the order they are made (written only when a
+    /// cache is made, never on an allocation path).
+    pub(crate) fn next_number(&self) -> usize {
+        // Relaxed: a label; any value is safe, distinct ones spread caches over the depot.
+        self.made.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A retired cache, claimed for the caller, if there is one.

@@ -108,7 +108,7 @@ impl PoolShared {
         }
         let region = self.region();
         let owner = Owner::new(region, self.id, NonNull::from(self));
-        let c = Cache::create(owner, &region.config, pressure)?;
+        let c = Cache::create(owner, &region.config, pressure, self.registry.next_number())?;
         // SAFETY: new, unlisted; the registry owns it from now on.
         unsafe { self.registry.push(c) };
         Some(c)

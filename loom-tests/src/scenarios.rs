@@ -28,8 +28,8 @@ use crate::check::{
     BROKEN, MIN,
 };
 use crate::sync::{
-    invalidated_searches, is_up, join, join_exited, raise, spawn, wait_for, wait_retired,
-    AtomicBool,
+    invalidated_searches, is_up, join, join_exited, pressure_epoch, raise, spawn, wait_for,
+    wait_retired, AtomicBool,
 };
 
 /// Two smallest blocks: the tiniest pool loom accepts.
@@ -485,6 +485,130 @@ pub fn depot_handoff() {
     let mine = race_alloc(&pool, MIN, 0);
     join_exited(t, &pool, OWN);
     finish(&pool, vec![c, mine]);
+}
+
+/// The smallest block that is the buddy of `b` (a smallest block), among `blocks`.
+fn take_buddy(blocks: &mut Vec<Block>, b: &Block) -> Block {
+    let buddy = b.ptr().as_ptr().addr() ^ MIN;
+    let i = blocks
+        .iter()
+        .position(|c| c.size() == MIN && c.ptr().as_ptr().addr() == buddy)
+        .expect("the buddy is held");
+    blocks.swap_remove(i)
+}
+
+/// Model 8b: the depot's shards (depot.rs). Thread 0's cache (made first: depot home 0) and
+/// thread 1's (home 1). The pool is full; thread 1 frees two smallest blocks `x` and `y` (from
+/// thread 0): `x` into its one-block cache, then, the stack being full, `x` to the depot as a
+/// magazine in shard 1. Meanwhile thread 0 allocates a smallest
+/// block: its cache is empty and its affinity is its home, shard 0. If the deposit was done
+/// before the allocation began, the allocation must find the magazine in shard 1, without
+/// raising the pressure epoch (asking every cache to flush), which a look at shard 0 alone
+/// followed by the out-of-memory path would.
+pub fn magazine_in_another_shard_is_taken() {
+    #[cfg(balloc_loom)]
+    balloc_concurrent::loom_depot_peek(false);
+    let pool = Arc::new(cached(CACHEABLE));
+    let mut held = fill_all_but_last_block(&pool, 0);
+    let y = held
+        .pop()
+        .expect("the last block filled is a smallest block");
+    // The pool is full from here on.
+    let x = Block::alloc(&pool, MIN, 0);
+    let f = flags::<2>(); // [deposited, checked]
+    let t = {
+        let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
+        spawn(move || {
+            x.free(&pool);
+            y.free(&pool);
+            raise(&f[0]);
+            wait_for(&f[1]);
+        })
+    };
+    let seen = is_up(&f[0]);
+    let first = Block::try_alloc(&pool, MIN, 0);
+    let epoch = pressure_epoch(&pool);
+    // Thread 1 may go (and retire its cache) before any check can fail, so that a failure is
+    // reported as one, not as a thread left waiting.
+    raise(&f[1]);
+    join_exited(t, &pool, OWN);
+    if seen {
+        if let Some(epoch) = epoch {
+            assert_eq!(
+                epoch, 0,
+                "{BROKEN}: an allocation that a magazine in the depot could serve raised the \
+                 pressure epoch: the magazine in another shard was not found"
+            );
+        }
+        assert!(
+            first.is_some(),
+            "{BROKEN}: false out-of-memory: a magazine was in the depot before the allocation"
+        );
+    } else if first.is_none() {
+        tolerated_oom();
+    }
+    let b = first.unwrap_or_else(|| {
+        Block::try_alloc(&pool, MIN, 0).unwrap_or_else(|| {
+            panic!("{BROKEN}: false out-of-memory: the only free block was returned at exit")
+        })
+    });
+    held.push(b);
+    finish(&pool, held);
+}
+
+/// Model 8c: an out-of-memory decision drains every shard of the depot. The pool is full;
+/// thread 0 holds four smallest blocks, `x` and `y` buddies. Thread 1 (depot home 1) frees `x`
+/// and then `v`: `x` goes to the depot, in shard 1, and `v` stays in thread 1's cache.
+/// Meanwhile thread 0 (home 0) frees `y` into its own cache and allocates a block of twice the
+/// smallest size (an order that is not cached): no such block is free, so it flushes its own
+/// cache (`y` to the bitmaps) and drains the depot, whose `x` merges with `y`. If the deposit
+/// was done before the allocation began, the allocation must succeed.
+pub fn out_of_memory_drains_every_shard() {
+    let pool = Arc::new(cached(CACHEABLE));
+    let mut held = fill_all_but_last_block(&pool, 0);
+    // Four smallest blocks: `y` from the fill; the last free block `x` and the two halves of
+    // the fill's block of twice the smallest size, freed and allocated again.
+    let y = held
+        .pop()
+        .expect("the last block filled is a smallest block");
+    let pair = held.pop().expect("a block of twice the smallest size");
+    assert_eq!(pair.size(), 2 * MIN);
+    pair.free(&pool);
+    let mut smallest: Vec<Block> = (0..3).map(|_| Block::alloc(&pool, MIN, 0)).collect();
+    let x = take_buddy(&mut smallest, &y);
+    let v = smallest.pop().expect("three were allocated");
+    held.extend(smallest);
+    let f = flags::<2>(); // [deposited, checked]
+    let t = {
+        let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
+        spawn(move || {
+            x.free(&pool);
+            v.free(&pool);
+            raise(&f[0]);
+            wait_for(&f[1]);
+        })
+    };
+    let seen = is_up(&f[0]);
+    y.free(&pool);
+    let first = Block::try_alloc(&pool, 2 * MIN, 0);
+    // As in model 8b: thread 1 goes first.
+    raise(&f[1]);
+    join_exited(t, &pool, OWN);
+    if first.is_none() {
+        assert!(
+            !seen,
+            "{BROKEN}: false out-of-memory: the memory was in a depot magazine before the \
+             allocation began"
+        );
+        tolerated_oom();
+    }
+    let b = first.unwrap_or_else(|| {
+        Block::try_alloc(&pool, 2 * MIN, 0).unwrap_or_else(|| {
+            panic!("{BROKEN}: false out-of-memory: every block came back at thread exit")
+        })
+    });
+    held.push(b);
+    finish(&pool, held);
 }
 
 /// Model 9a/9b: `threads` threads (this one included) run out of memory together, in a pool

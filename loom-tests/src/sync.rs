@@ -106,3 +106,15 @@ pub fn invalidated_searches(pool: &ConcurrentPool) -> Option<usize> {
         None
     }
 }
+
+/// `pool`'s pressure epoch (allocations that found memory short and asked every cache to hand
+/// its blocks back), where the build can say (loom's hook); `None` on real threads.
+pub fn pressure_epoch(pool: &ConcurrentPool) -> Option<u64> {
+    #[cfg(balloc_loom)]
+    return Some(pool.pressure_epoch());
+    #[cfg(not(balloc_loom))]
+    {
+        let _ = pool;
+        None
+    }
+}

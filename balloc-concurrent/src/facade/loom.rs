@@ -119,3 +119,25 @@ pub(crate) fn depot_peek() -> bool {
 pub fn loom_depot_peek(on: bool) {
     DEPOT_PEEK.with(|p| p.set(on));
 }
+
+std::thread_local! {
+    /// Per OS thread: the depot-shard mutant a mutant model turned on, if any.
+    static SHARD_MUTANT: core::cell::Cell<Option<super::ShardMutant>> =
+        const { core::cell::Cell::new(None) };
+}
+
+/// Whether the depot-shard mutant `which` replaces the real step: only in a mutants build
+/// (`--cfg balloc_loom_mutants`), and only once a model turned it on with
+/// [`loom_shard_mutant`].
+#[inline(always)]
+pub(crate) fn shard_mutant(which: super::ShardMutant) -> bool {
+    super::MUTANTS && SHARD_MUTANT.with(|m| m.get() == Some(which))
+}
+
+/// Loom hook: turns one depot-shard mutant on (or none) for the models run on this OS thread.
+/// Unlike the other mutants, which are always on in a mutants build, each of these is on only
+/// where its model asks: a drain that misses shards, say, would also break every model whose
+/// threads exit, and each model must be shown to catch its own mutant.
+pub fn loom_shard_mutant(which: Option<super::ShardMutant>) {
+    SHARD_MUTANT.with(|m| m.set(which));
+}

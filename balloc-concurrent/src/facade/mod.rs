@@ -25,8 +25,8 @@ pub(crate) use self::loom as imp;
 
 pub(crate) use crossbeam_utils::CachePadded;
 pub(crate) use imp::{
-    depot_peek, fence, thread_local, yield_now, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
-    TagTable, TagWords, Words,
+    depot_peek, fence, shard_mutant, thread_local, yield_now, AtomicPtr, AtomicU64, AtomicUsize,
+    Ordering, TagTable, TagWords, Words,
 };
 
 /// Whether `--cfg balloc_chaos` is on: race windows yield (see [`chaos_point`]).
@@ -34,6 +34,17 @@ pub(crate) const CHAOS: bool = cfg!(balloc_chaos);
 
 /// Whether `--cfg balloc_loom_mutants` is on: the loom models' mutants replace the real steps.
 pub(crate) const MUTANTS: bool = cfg!(balloc_loom_mutants);
+
+/// The depot-shard mutants (`--cfg balloc_loom_mutants`), each turned on by the one loom model
+/// that must catch it (`loom_shard_mutant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum ShardMutant {
+    /// A cache takes magazines from its affinity shard only (`Depot::take`).
+    TakeFromAffinityOnly,
+    /// An out-of-memory decision drains shard 0 only (`Region::drain_depot`).
+    DecisionDrainsShardZero,
+}
 
 /// Whether the loom model checker runs the crate (`--cfg balloc_loom`): constants shrink so
 /// that every path runs in a small model.

@@ -116,3 +116,9 @@ impl TagWords {
 pub(crate) fn depot_peek() -> bool {
     true
 }
+
+/// Whether a depot-shard mutant replaces the real step: never natively.
+#[inline(always)]
+pub(crate) fn shard_mutant(_which: super::ShardMutant) -> bool {
+    false
+}

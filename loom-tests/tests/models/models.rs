@@ -141,6 +141,27 @@ fn m8_depot_handoff() {
     check("m8_depot_handoff", 3, s::depot_handoff);
 }
 
+/// Model 8b, the depot's shards: a magazine deposited in another thread's shard is found by an
+/// allocation that starts after it, without the out-of-memory path. Bound 3.
+#[test]
+fn m8b_magazine_in_another_shard_is_taken() {
+    check(
+        "m8b_magazine_in_another_shard_is_taken",
+        3,
+        s::magazine_in_another_shard_is_taken,
+    );
+}
+
+/// Model 8c, the depot's shards: an out-of-memory decision drains every shard. Bound 3.
+#[test]
+fn m8c_out_of_memory_drains_every_shard() {
+    check(
+        "m8c_out_of_memory_drains_every_shard",
+        3,
+        s::out_of_memory_drains_every_shard,
+    );
+}
+
 /// Model 9a: two threads run out of memory together; both decide at once, and neither's
 /// decision search is overlapped by the other's. Bound 3: ~70 executions, < 1 s.
 #[test]

@@ -19,6 +19,7 @@
 //! thread's write (nothing orders them), which is exactly what the atomic read-modify-write
 //! rules out.
 
+use balloc_concurrent::{loom_shard_mutant, ShardMutant};
 use loom_tests::model::check;
 use loom_tests::scenarios as s;
 
@@ -74,6 +75,48 @@ fn m4b_catches_claim_mutant() {
 )]
 fn m8_catches_depot_mutant() {
     check("m8_depot_handoff", 3, s::depot_handoff);
+}
+
+#[test]
+#[should_panic(
+    expected = "balloc invariant broken: an allocation that a magazine in the depot could serve"
+)]
+fn m8b_catches_take_mutant() {
+    with_shard_mutant(ShardMutant::TakeFromAffinityOnly, || {
+        check(
+            "m8b_magazine_in_another_shard_is_taken",
+            3,
+            s::magazine_in_another_shard_is_taken,
+        );
+    });
+}
+
+#[test]
+#[should_panic(
+    expected = "balloc invariant broken: false out-of-memory: the memory was in a depot"
+)]
+fn m8c_catches_drain_mutant() {
+    with_shard_mutant(ShardMutant::DecisionDrainsShardZero, || {
+        check(
+            "m8c_out_of_memory_drains_every_shard",
+            3,
+            s::out_of_memory_drains_every_shard,
+        );
+    });
+}
+
+/// Runs `f` with the depot-shard mutant `which` on (each is on only for the model that must
+/// catch it, see `loom_shard_mutant`), and off again after, even when `f` panics.
+fn with_shard_mutant(which: ShardMutant, f: impl FnOnce()) {
+    struct Off;
+    impl Drop for Off {
+        fn drop(&mut self) {
+            loom_shard_mutant(None);
+        }
+    }
+    loom_shard_mutant(Some(which));
+    let _off = Off;
+    f();
 }
 
 #[test]
