@@ -57,12 +57,13 @@ pub(crate) const MAGAZINE: usize = if LOOM { 4 } else { 64 };
 /// Orders that can be cached: `SMALLEST_K..=MAX_CACHED_K`.
 const ORDERS: usize = (MAX_CACHED_K - SMALLEST_K + 1) as usize;
 
-/// Words per magazine: its state, its length and its blocks, rounded up to whole 64-byte
-/// lines so that no two magazines share a line (under loom, which has no lines, not rounded).
+/// Words per magazine: its state, its length and its blocks, rounded up to whole 128-byte
+/// lines (as `CachePadded` on x86-64 and aarch64, whose prefetchers fetch 64-byte lines in
+/// pairs) so that no two magazines share one (under loom, which has no lines, not rounded).
 const STRIDE: usize = if LOOM {
     2 + MAGAZINE
 } else {
-    (2 + MAGAZINE).next_multiple_of(8)
+    (2 + MAGAZINE).next_multiple_of(16)
 };
 
 const EMPTY: u64 = 0;

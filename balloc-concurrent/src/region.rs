@@ -18,7 +18,7 @@ use crate::bitmaps::BlockMaps;
 use crate::config::CacheConfig;
 use crate::depot::{Depot, SHARDS};
 use crate::exhaustion::Exhaustion;
-use crate::facade::{shard_mutant, AtomicUsize, Ordering, ShardMutant, LOOM, MUTANTS};
+use crate::facade::{shard_mutant, AtomicUsize, CachePadded, Ordering, ShardMutant, LOOM, MUTANTS};
 use crate::purge::{Purge, PurgeConfig};
 use crate::tags::{TagKey, Tags};
 use crate::units::{BlockIndex, Offset, Order};
@@ -35,17 +35,22 @@ pub(crate) struct Region {
     /// Full magazines of cached blocks on their way between caches.
     depot: Depot,
     pub(crate) exhaustion: Exhaustion,
-    /// Out-of-memory decisions whose search another thread's move overlapped (a diagnostic:
-    /// written only then).
-    invalidated_searches: AtomicUsize,
-    /// Out-of-memory answers given without a quiet search (see `ladder::decide`): written only
-    /// then.
-    contended_out_of_memory: AtomicUsize,
+    /// Counts of contended decisions (diagnostics, written only when a decision is contended),
+    /// on their own line.
+    contention: CachePadded<DecisionCounts>,
     /// Which pages are known to hold zeros (untouched, or handed back by `trim`).
     pub(crate) zero: ZeroPages,
     /// When free memory goes back to the OS on its own.
     pub(crate) purge: Purge,
     pub(crate) mapping: Mapping,
+}
+
+/// Diagnostics of out-of-memory decisions.
+struct DecisionCounts {
+    /// Decision searches that another thread's move overlapped.
+    invalidated_searches: AtomicUsize,
+    /// Out-of-memory answers given without a quiet search (see `ladder::decide`).
+    contended_out_of_memory: AtomicUsize,
 }
 
 /// Under `debug-fill`: checks a block about to be handed to a caller (panics on a write after
@@ -90,8 +95,10 @@ impl Region {
             config,
             depot: Depot::new()?,
             exhaustion: Exhaustion::new(),
-            invalidated_searches: AtomicUsize::new(0),
-            contended_out_of_memory: AtomicUsize::new(0),
+            contention: CachePadded::new(DecisionCounts {
+                invalidated_searches: AtomicUsize::new(0),
+                contended_out_of_memory: AtomicUsize::new(0),
+            }),
             zero: ZeroPages::new(kval, balloc_core::internal::page_size())?,
             purge: Purge::new(purge)?,
             mapping,
@@ -513,27 +520,33 @@ impl Region {
     /// Counts an out-of-memory decision search that another thread's move overlapped.
     pub(crate) fn note_invalidated_search(&self) {
         // Relaxed: a diagnostic count.
-        self.invalidated_searches.fetch_add(1, Ordering::Relaxed);
+        self.contention
+            .invalidated_searches
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Out-of-memory decision searches so far that another thread's move overlapped.
     #[cfg_attr(not(balloc_loom), allow(dead_code))] // read by a loom hook
     pub(crate) fn invalidated_searches(&self) -> usize {
         // Relaxed: a diagnostic count.
-        self.invalidated_searches.load(Ordering::Relaxed)
+        self.contention.invalidated_searches.load(Ordering::Relaxed)
     }
 
     /// Counts an out-of-memory answer whose every decision search another thread's move
     /// overlapped.
     pub(crate) fn note_contended_out_of_memory(&self) {
         // Relaxed: a diagnostic count.
-        self.contended_out_of_memory.fetch_add(1, Ordering::Relaxed);
+        self.contention
+            .contended_out_of_memory
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Out-of-memory answers so far given without a quiet search.
     pub(crate) fn contended_out_of_memory(&self) -> usize {
         // Relaxed: a diagnostic count.
-        self.contended_out_of_memory.load(Ordering::Relaxed)
+        self.contention
+            .contended_out_of_memory
+            .load(Ordering::Relaxed)
     }
 
     /// A snapshot of the bitmaps (cached bytes counted as allocated). O(metadata).

@@ -33,7 +33,8 @@ pub(crate) struct PoolShared {
     /// Bumped by an allocation that runs out; caches that see it change flush everything at
     /// their next slow path. Its own line: read by every slow path, written only on exhaustion.
     pub(crate) pressure: CachePadded<AtomicU64>,
-    pub(crate) registry: Registry,
+    /// Written only when a cache is made: on its own line all the same.
+    pub(crate) registry: CachePadded<Registry>,
     /// The cache that holds and serves nothing, for a `LocalCache` that could not get a real
     /// one: its fast paths always miss, so they need no null test.
     pub(crate) empty_cache: NonNull<Cache>,
@@ -73,7 +74,7 @@ impl PoolShared {
             }),
             id,
             pressure: CachePadded::new(AtomicU64::new(0)),
-            registry: Registry::new(),
+            registry: CachePadded::new(Registry::new()),
             empty_cache,
             region: UnsafeCell::new(ManuallyDrop::new(region)),
         };
