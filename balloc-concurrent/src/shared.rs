@@ -55,7 +55,7 @@ impl PoolShared {
         purge: Option<PurgeConfig>,
     ) -> Result<NonNull<PoolShared>, InitError> {
         let id = NEXT_POOL_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        // Odd, so `secret ^ addr` (addr a multiple of 64) is odd, never 0: tags need no `| 1`.
+        // Odd, so `secret ^ off` (off a multiple of 64) is odd, never 0: tags need no `| 1`.
         let secret = random_secret(id) | 1;
         let region = Region::new(kval, config, purge, secret)?;
         // SAFETY: PoolShared is not zero-sized.

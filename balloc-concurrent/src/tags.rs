@@ -2,8 +2,9 @@
 //!
 //! A cached block stays live in the shared bitmaps (it is out of the free bitmap), so the
 //! bitmaps alone cannot tell a second free of it from a first. Instead, the first word of every
-//! cached block holds a tag: `tag(addr) = secret ^ addr`, with a per-pool random odd secret
-//! (keyed by address rather than offset so the fast paths, which hold addresses, need no base).
+//! cached block holds a tag: `tag(off) = secret ^ off`, with a per-pool random odd secret and
+//! the block's offset in the pool (the trusted free's fast path has the offset in a register
+//! already, from its check that the pointer is inside the region).
 //! - a block gets its tag before it enters any cache (refill) or when it is freed into one;
 //! - a block loses its tag (word set to 0) whenever it is handed to a caller;
 //! - a validated free of a cacheable order claims the tag with one CAS: if the word already
@@ -61,10 +62,10 @@ impl Tags {
 }
 
 impl TagKey {
-    /// The tag of the block at `block`: odd secret, 64-aligned address, so never 0.
+    /// The tag of the block at offset `off`: odd secret, 64-aligned offset, so never 0.
     #[inline(always)]
-    fn tag(self, block: NonNull<u8>) -> usize {
-        self.secret ^ block.as_ptr().addr()
+    fn tag(self, off: Offset) -> usize {
+        self.secret ^ off.0
     }
 
     /// Marks the block at `block` (offset `off`) as cached-free.
@@ -78,7 +79,7 @@ impl TagKey {
         let word = unsafe { self.words.word(block, off.0) };
         // Relaxed: the block is ours; the tag is published by the Release of whatever hands the
         // block on (set_live, a depot hand-over, or the caller's own synchronisation).
-        word.store(self.tag(block), Ordering::Relaxed);
+        word.store(self.tag(off), Ordering::Relaxed);
     }
 
     /// Marks the block at `block` (offset `off`) as cached-free, as [`Self::set`], unless its
@@ -91,7 +92,7 @@ impl TagKey {
     ///   calling thread owns the block (no caller holds it).
     #[inline(always)]
     pub(crate) unsafe fn set_unless_tagged(self, block: NonNull<u8>, off: Offset) -> bool {
-        let tag = self.tag(block);
+        let tag = self.tag(off);
         // SAFETY: forwarded from the caller: a block the caller holds, which no other thread
         // writes (a tag there was written by this thread, or published to it by whatever
         // handed it the block); a cached block's word is written only by its cache's owner.
@@ -127,7 +128,7 @@ impl TagKey {
     ///   is mapped while the pool lives.
     #[inline]
     pub(crate) unsafe fn claim(self, block: NonNull<u8>, off: Offset) -> Result<(), FreeError> {
-        let tag = self.tag(block);
+        let tag = self.tag(off);
         // SAFETY: forwarded from the caller.
         let word = unsafe { self.words.word(block, off.0) };
         let mut cur = word.load(Ordering::Relaxed);
