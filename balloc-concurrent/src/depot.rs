@@ -33,7 +33,7 @@ pub(crate) const MAGAZINES_PER_ORDER: usize = if LOOM { 1 } else { 4 };
 /// smaller, matching its tiny caches; larger batches then bypass the depot.
 pub(crate) const MAGAZINE: usize = if LOOM { 4 } else { 64 };
 /// Orders that can be cached: `SMALLEST_K..=MAX_CACHED_K`.
-const ORDERS: usize = (MAX_CACHED_K - SMALLEST_K + 1) as usize;
+pub(crate) const ORDERS: usize = (MAX_CACHED_K - SMALLEST_K + 1) as usize;
 
 const EMPTY: usize = 0;
 const BUSY: usize = 1;

@@ -32,7 +32,7 @@ pub(crate) struct Region {
     tags: Tags,
     pub(crate) config: CacheConfig,
     /// Full magazines of cached blocks on their way between caches.
-    depot: Depot,
+    pub(crate) depot: Depot,
     pub(crate) exhaustion: Exhaustion,
     /// Out-of-memory decisions whose search another thread's move overlapped (a diagnostic:
     /// written only then).

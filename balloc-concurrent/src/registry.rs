@@ -19,7 +19,7 @@ use crate::cache::Cache;
 use crate::facade::{AtomicPtr, Ordering};
 
 pub(crate) struct Registry {
-    head: AtomicPtr<Cache>,
+    pub(crate) head: AtomicPtr<Cache>,
 }
 
 impl Registry {
