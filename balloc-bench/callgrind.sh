@@ -5,6 +5,8 @@
 #                                             system mimalloc jemalloc)
 #   SIZE=4096 balloc-bench/callgrind.sh heap
 #   balloc-bench/callgrind.sh buddy-pool-batch heap-batch   (core/batch; N1, N2 multiples of 1000)
+#   balloc-bench/callgrind.sh balloc-pc-local balloc-local   (producer-consumer on one thread: two
+#       LocalCaches of one pool, bursts of 32 allocs on one, freed in order on the other)
 #   balloc-bench/callgrind.sh full-pool full-local full-global system   (running out of memory:
 #       failing calls on a full pool, per call; GlobalPool pairs served by its system fallback;
 #       where a failing call is slow, a smaller N1 and N2, e.g. 2000 and 4000, keep the run short)

@@ -33,11 +33,11 @@ pub(crate) struct BlockMaps {
     /// The record of moves that hide or add free memory (see `transit`), kept here because
     /// the summaries' stale-hint cleaning is one such move.
     pub(crate) transits: Transits,
-    geometry: Geometry,
+    pub(crate) geometry: Geometry,
     /// `geometry.words()` free words, then as many live words.
     bits: Words,
     summary_layout: SummaryLayout,
-    summary: Words,
+    pub(crate) summary: Words,
 }
 
 impl BlockMaps {
@@ -62,12 +62,12 @@ impl BlockMaps {
     }
 
     #[inline]
-    fn free_words(&self) -> &[AtomicU64] {
+    pub(crate) fn free_words(&self) -> &[AtomicU64] {
         &self.bits.get()[..self.geometry.words()]
     }
 
     #[inline]
-    fn live_words(&self) -> &[AtomicU64] {
+    pub(crate) fn live_words(&self) -> &[AtomicU64] {
         &self.bits.get()[self.geometry.words()..]
     }
 

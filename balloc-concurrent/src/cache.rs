@@ -39,6 +39,9 @@ use crate::units::{Offset, Order};
 /// Orders that are not cached (and 64, the order of impossible sizes) have capacity 0.
 const STACKS: usize = usize::BITS as usize;
 
+/// A cache's depot home before its first deposit.
+const NO_HOME: usize = usize::MAX;
+
 /// The index of order `k`'s stack and batch (see [`STACKS`]).
 #[inline(always)]
 fn index(k: Order) -> usize {
@@ -113,7 +116,9 @@ impl Owner {
 /// `repr(C)` with the stacks first: stack `k` is at `cache + 32 (k - 1)`, where `k - 1` is the
 /// `bsr` the order functions start from, so the fast paths' loads and compares address it with
 /// no displacement (the compiler's own layout left the stacks behind the other fields).
-#[repr(C)]
+/// Aligned to 128 bytes (as `CachePadded`): the system allocator may place two threads' caches
+/// next to each other, and no line may hold parts of both.
+#[repr(C, align(128))]
 pub(crate) struct Cache {
     /// Four words per stack, so that the fast path indexes them with a shift.
     stacks: [Stack; STACKS],
@@ -133,10 +138,11 @@ pub(crate) struct Cache {
     /// The cached orders, for walks over all stacks.
     first: Order,
     last: Order,
-    /// This cache's home in the depot: the shard its deposits go to (see `depot`).
-    depot_home: usize,
+    /// This cache's home in the depot, the shard its deposits go to (see `depot`): a number
+    /// taken at its first deposit, [`NO_HOME`] until then (owner only).
+    depot_home: Cell<usize>,
     /// `depot_affinity[index(k)]`: the depot shard this cache takes magazines of order `k`
-    /// from first: the last one it found one in, at first its home (owner only).
+    /// from first: the last one it found one in, at first shard 0 (owner only).
     depot_affinity: [Cell<u8>; STACKS],
     /// The pool's `pressure` epoch this cache last acted on (owner only).
     pub(crate) seen_pressure: Cell<u64>,
@@ -153,20 +159,18 @@ impl Cache {
     /// A cache with the pool's per-order limits and no blocks, not yet registered. With no
     /// capacity at all (`CacheConfig` turned caching off) it is the *empty* cache, whose fast
     /// paths always miss. `None` when the system allocator fails.
-    /// `home` numbers the cache among its pool's caches: it picks the cache's depot shard.
     pub(crate) fn create(
         owner: Owner,
         config: &CacheConfig,
         pressure: u64,
-        home: usize,
     ) -> Option<NonNull<Cache>> {
-        Self::build(owner, config, config.total_capacity, pressure, home)
+        Self::build(owner, config, config.total_capacity, pressure)
     }
 
     /// The empty cache of a pool: capacity 0 everywhere, never registered, never written.
     pub(crate) fn create_empty(owner: Owner) -> Option<NonNull<Cache>> {
         let none = CacheConfig::new(balloc_core::MIN_K, 0..=0, 0, 1);
-        Self::build(owner, &none, 0, 0, 0)
+        Self::build(owner, &none, 0, 0)
     }
 
     fn build(
@@ -174,7 +178,6 @@ impl Cache {
         config: &CacheConfig,
         total: usize,
         pressure: u64,
-        home: usize,
     ) -> Option<NonNull<Cache>> {
         let entries = if total == 0 {
             core::ptr::null_mut()
@@ -216,9 +219,8 @@ impl Cache {
             total_capacity: total,
             first: config.first,
             last: config.last,
-            depot_home: home,
-            // Truncated: only its low bits pick a shard (fewer than 256 shards).
-            depot_affinity: core::array::from_fn(|_| Cell::new(home as u8)),
+            depot_home: Cell::new(NO_HOME),
+            depot_affinity: core::array::from_fn(|_| Cell::new(0)),
             seen_pressure: Cell::new(pressure),
             closed: Cell::new(false),
             next: core::ptr::null_mut(),
@@ -354,10 +356,14 @@ impl Cache {
         self.stack(k).cap() > 0
     }
 
-    /// This cache's home in the depot (see `depot`).
+    /// This cache's home in the depot (see `depot`): taken from `number` at the first call
+    /// (the caches that never deposit, a producer's, take no home from those that do).
     #[inline]
-    pub(crate) fn depot_home(&self) -> usize {
-        self.depot_home
+    pub(crate) fn depot_home(&self, number: impl FnOnce() -> usize) -> usize {
+        if self.depot_home.get() == NO_HOME {
+            self.depot_home.set(number());
+        }
+        self.depot_home.get()
     }
 
     /// The depot shard this cache takes magazines of order `k` from first (owner only).

@@ -247,7 +247,7 @@ pub(crate) fn dealloc(who: Caller<'_>, p: NonNull<u8>, k: Order) {
         Some(c) if c.caches(k) && !c.is_closed() => {
             act_on_pressure(who, c);
             if !c.push(k, p) {
-                make_room(region, c, k);
+                make_room(who.shared, c, k);
                 let pushed = c.push(k, p);
                 debug_assert!(pushed, "a stack with room took the block");
             }
@@ -279,7 +279,7 @@ pub(crate) fn free_validated(who: Caller<'_>, ptr: NonNull<u8>) -> Result<(), Fr
                 debug_assert!(r.is_ok(), "a block whose tag we claimed was live");
             } else if !c.push_tagged(k, ptr) {
                 act_on_pressure(who, c);
-                make_room(region, c, k);
+                make_room(who.shared, c, k);
                 let pushed = c.push_tagged(k, ptr);
                 debug_assert!(pushed, "a stack with room took the block");
             }
@@ -291,9 +291,11 @@ pub(crate) fn free_validated(who: Caller<'_>, ptr: NonNull<u8>) -> Result<(), Fr
 
 /// Empties the oldest batch of `c`'s full stack `k`: into the depot as one magazine, or back
 /// to the bitmaps when the depot has no room.
-fn make_room(region: &Region, c: &Cache, k: Order) {
+fn make_room(shared: &PoolShared, c: &Cache, k: Order) {
+    let region = shared.region();
     let count = c.batch(k).min(c.len(k));
-    if !region.deposit(k, c.depot_home(), c.oldest(k, count)) {
+    let home = c.depot_home(|| shared.registry.next_home());
+    if !region.deposit(k, home, c.oldest(k, count)) {
         region.release_batch(k, c.oldest(k, count));
     }
     c.drop_oldest(k, count);

@@ -13,6 +13,8 @@ mod pool;
 mod bitmaps;
 mod cache;
 pub mod config;
+#[cfg(balloc_contention)]
+pub mod contention;
 mod depot;
 mod exhaustion;
 mod fault;

@@ -80,7 +80,7 @@ pub(crate) struct Purge {
     /// `epoch` + 1 at which the purge is due, 0 while disarmed (read by every tick, written
     /// once per cycle); line `1 + s`, word 0: bytes made trimmable since the last purge by
     /// releases on shard `s` (see `Region::trimmable`).
-    lines: Words,
+    pub(crate) lines: Words,
 }
 
 impl Purge {

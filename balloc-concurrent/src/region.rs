@@ -33,7 +33,7 @@ pub(crate) struct Region {
     tags: Tags,
     pub(crate) config: CacheConfig,
     /// Full magazines of cached blocks on their way between caches.
-    depot: Depot,
+    pub(crate) depot: Depot,
     pub(crate) exhaustion: Exhaustion,
     /// Counts of contended decisions (diagnostics, written only when a decision is contended),
     /// on their own line.

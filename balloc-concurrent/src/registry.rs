@@ -19,24 +19,24 @@ use crate::cache::Cache;
 use crate::facade::{AtomicPtr, AtomicUsize, Ordering};
 
 pub(crate) struct Registry {
-    head: AtomicPtr<Cache>,
-    /// Caches made so far: numbers each new cache (its depot home, see `depot`).
-    made: AtomicUsize,
+    pub(crate) head: AtomicPtr<Cache>,
+    /// Depot homes handed out so far (see `depot`).
+    homes: AtomicUsize,
 }
 
 impl Registry {
     pub(crate) fn new() -> Self {
         Self {
             head: AtomicPtr::new(core::ptr::null_mut()),
-            made: AtomicUsize::new(0),
+            homes: AtomicUsize::new(0),
         }
     }
 
-    /// A number for a new cache: 0, 1, 2, ... in the order they are made (written only when a
-    /// cache is made, never on an allocation path).
-    pub(crate) fn next_number(&self) -> usize {
+    /// A depot home for a cache's first deposit: 0, 1, 2, ... in the order caches first
+    /// deposit (written once per cache, never again on its allocation path).
+    pub(crate) fn next_home(&self) -> usize {
         // Relaxed: a label; any value is safe, distinct ones spread caches over the depot.
-        self.made.fetch_add(1, Ordering::Relaxed)
+        self.homes.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A retired cache, claimed for the caller, if there is one.

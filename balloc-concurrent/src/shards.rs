@@ -14,6 +14,10 @@ pub(crate) fn this_thread_shard() -> usize {
     if SHARDS == 1 {
         return 0;
     }
+    #[cfg(balloc_contention)]
+    if let Some(w) = crate::contention::acting() {
+        return w as usize % SHARDS;
+    }
     thread_local! {
         static SHARD: core::cell::Cell<usize> = const { core::cell::Cell::new(usize::MAX) };
     }

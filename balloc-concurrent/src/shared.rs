@@ -28,7 +28,7 @@ static NEXT_POOL_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU
 pub(crate) struct PoolShared {
     /// Reference counts, on their own line: written when threads start and stop using the
     /// pool, read by nothing hot.
-    refs: CachePadded<Refs>,
+    pub(crate) refs: CachePadded<Refs>,
     pub(crate) id: u64,
     /// Bumped by an allocation that runs out; caches that see it change flush everything at
     /// their next slow path. Its own line: read by every slow path, written only on exhaustion.
@@ -41,7 +41,7 @@ pub(crate) struct PoolShared {
     region: UnsafeCell<ManuallyDrop<Region>>,
 }
 
-struct Refs {
+pub(crate) struct Refs {
     strong: AtomicUsize,
     weak: AtomicUsize,
 }
@@ -109,7 +109,7 @@ impl PoolShared {
         }
         let region = self.region();
         let owner = Owner::new(region, self.id, NonNull::from(self));
-        let c = Cache::create(owner, &region.config, pressure, self.registry.next_number())?;
+        let c = Cache::create(owner, &region.config, pressure)?;
         // SAFETY: new, unlisted; the registry owns it from now on.
         unsafe { self.registry.push(c) };
         Some(c)

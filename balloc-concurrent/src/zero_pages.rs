@@ -32,7 +32,7 @@ use crate::units::Offset;
 pub(crate) struct ZeroPages {
     /// log2 of the granule: the OS page size, or the region's order when that is smaller.
     granule_k: u32,
-    bits: Words,
+    pub(crate) bits: Words,
 }
 
 impl ZeroPages {

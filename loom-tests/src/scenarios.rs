@@ -497,8 +497,26 @@ fn take_buddy(blocks: &mut Vec<Block>, b: &Block) -> Block {
     blocks.swap_remove(i)
 }
 
-/// Model 8b: the depot's shards (depot.rs). Thread 0's cache (made first: depot home 0) and
-/// thread 1's (home 1). The pool is full; thread 1 frees two smallest blocks `x` and `y` (from
+/// Makes thread 0's cache take depot home 0 (a cache takes its home at its first deposit),
+/// so that the next cache to deposit gets home 1: thread 0 frees `x` and `y` (smallest blocks
+/// it holds, its one-block stack empty), so `x` goes to the depot, then allocates them back
+/// (`y` from its stack, `x` from the depot). Returns them, at their addresses.
+fn take_home_0(pool: &ConcurrentPool, x: Block, y: Block) -> (Block, Block) {
+    let (xp, yp) = (x.ptr(), y.ptr());
+    x.free(pool);
+    y.free(pool);
+    let y = Block::alloc(pool, MIN, 0);
+    let x = Block::alloc(pool, MIN, 0);
+    assert_eq!(
+        (x.ptr(), y.ptr()),
+        (xp, yp),
+        "the blocks came back from stack and depot"
+    );
+    (x, y)
+}
+
+/// Model 8b: the depot's shards (depot.rs). Thread 0's cache has depot home 0 (see
+/// [`take_home_0`]), thread 1's takes home 1 at its first deposit. The pool is full; thread 1 frees two smallest blocks `x` and `y` (from
 /// thread 0): `x` into its one-block cache, then, the stack being full, `x` to the depot as a
 /// magazine in shard 1. Meanwhile thread 0 allocates a smallest
 /// block: its cache is empty and its affinity is its home, shard 0. If the deposit was done
@@ -515,6 +533,7 @@ pub fn magazine_in_another_shard_is_taken() {
         .expect("the last block filled is a smallest block");
     // The pool is full from here on.
     let x = Block::alloc(&pool, MIN, 0);
+    let (x, y) = take_home_0(&pool, x, y);
     let f = flags::<2>(); // [deposited, checked]
     let t = {
         let (pool, f) = (Arc::clone(&pool), Arc::clone(&f));
@@ -576,6 +595,7 @@ pub fn out_of_memory_drains_every_shard() {
     pair.free(&pool);
     let mut smallest: Vec<Block> = (0..3).map(|_| Block::alloc(&pool, MIN, 0)).collect();
     let x = take_buddy(&mut smallest, &y);
+    let (x, y) = take_home_0(&pool, x, y);
     let v = smallest.pop().expect("three were allocated");
     held.extend(smallest);
     let f = flags::<2>(); // [deposited, checked]

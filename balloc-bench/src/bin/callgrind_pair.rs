@@ -12,6 +12,16 @@
 //! the frees in allocation order; `iterations` counts alloc + free pairs (a multiple of
 //! `BATCH_LEN`), so the script's result is again instructions per pair.
 //!
+//! `balloc-pc-local` is the `producer-consumer` workload on one thread: one `ConcurrentPool`, two
+//! `LocalCache`s, a producer and a consumer. The producer allocates a burst of [`BURST`]
+//! blocks of `size`, the consumer frees them in order, and so on; `iterations` counts alloc +
+//! free pairs. The producer's cache only ever empties and the consumer's only fills, so blocks
+//! reach the producer again through the depot (or the bitmaps), as between two threads, while
+//! callgrind, which runs one thread at a time, counts every instruction. There is no
+//! `balloc-pc-global`: through `GlobalAlloc` a thread has one implicit cache per pool, so on
+//! one thread both ends would be that one cache, and the loop would be a plain pair loop
+//! (`balloc-global`), not a hand-over.
+//!
 //! Both the pool and the heap manage 16 MiB, as in `benches/core.rs`. Setup differs per
 //! allocator, so the script runs two iteration counts and divides the difference.
 //!
@@ -32,6 +42,9 @@ use balloc_core::internal::Mapping;
 use balloc_core::BuddyPool;
 
 const REGION: usize = 1 << 24;
+
+/// `balloc-pc-local`: blocks the producer allocates before the consumer frees them.
+const BURST: usize = 32;
 
 /// The measured loop, the same for every allocator: `alloc` and `free` are inlined into it.
 #[inline(never)]
@@ -77,6 +90,29 @@ fn batches(
     }
 }
 
+/// The one-thread producer-consumer loop: bursts of [`BURST`] `produce` calls, each burst
+/// then freed in order by `consume`; `n` pairs in all (the last burst shorter if need be).
+#[inline(never)]
+fn bursts(
+    n: u64,
+    size: usize,
+    mut produce: impl FnMut(usize) -> NonNull<u8>,
+    mut consume: impl FnMut(NonNull<u8>, usize),
+) {
+    let mut burst = Vec::with_capacity(BURST);
+    let mut left = n;
+    while left > 0 {
+        let len = left.min(BURST as u64);
+        for _ in 0..len {
+            burst.push(produce(black_box(size)));
+        }
+        for p in burst.drain(..) {
+            consume(black_box(p), size);
+        }
+        left -= len;
+    }
+}
+
 /// `Layout` for `size` bytes with alignment 8, as the peers are asked.
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).expect("valid layout")
@@ -104,7 +140,7 @@ fn global<A: GlobalAlloc>(a: &A, n: u64, size: usize) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: callgrind_pair <buddy-pool|heap|buddy-pool-batch|heap-batch|balloc-local|balloc-global|system|mimalloc|jemalloc|full-pool|full-local|full-global> <iterations> [size]";
+    let usage = "usage: callgrind_pair <buddy-pool|heap|buddy-pool-batch|heap-batch|balloc-local|balloc-global|balloc-pc-local|system|mimalloc|jemalloc|full-pool|full-local|full-global> <iterations> [size]";
     let which = args.next().expect(usage);
     let n: u64 = args.next().and_then(|s| s.parse().ok()).expect(usage);
     let size: usize = args.next().map_or(64, |s| s.parse().expect(usage));
@@ -160,6 +196,17 @@ fn main() {
                 |s| local.alloc_layout(layout(s)).expect("alloc"),
                 // SAFETY: `p` came from this cache with `layout(s)` just now and is freed once.
                 |p, s| unsafe { local.dealloc(p, layout(s)) },
+            );
+        }
+        "balloc-pc-local" => {
+            let pool = ConcurrentPool::new(REGION).expect("reserve the pool");
+            let (producer, consumer) = (pool.local(), pool.local());
+            bursts(
+                n,
+                size,
+                |s| producer.alloc_layout(layout(s)).expect("alloc"),
+                // SAFETY: `p` came from this pool with `layout(s)` and is freed once.
+                |p, s| unsafe { consumer.dealloc(p, layout(s)) },
             );
         }
         "balloc-global" => global(

@@ -6,12 +6,28 @@
 //! - `loom` (under `--cfg balloc_loom`): loom's model-checked atomics, and side tables for what
 //!   native code keeps in raw memory (loom cannot see atomics placed there).
 //!
+//! Native code takes its atomic types from `native_atomics`: std's, or under
+//! `--cfg balloc_contention` the counting wrappers of `counted`, which record every write to a
+//! pool word for `crate::contention` (native only: it measures the real layout).
+//!
 //! Two more switches live here, as constants that the rest of the crate tests with a plain `if`
 //! (the untaken branch compiles away):
 //! - [`CHAOS`] (`--cfg balloc_chaos`): [`chaos_point`] yields inside race windows, so races
 //!   that need many cores to show up show on two;
 //! - [`MUTANTS`] (`--cfg balloc_loom_mutants`, loom only): the protocol steps the loom models
 //!   must be able to break are replaced by broken versions, to prove the models catch them.
+
+#[cfg(all(balloc_loom, balloc_contention))]
+compile_error!(
+    "`--cfg balloc_contention` counts the native atomics: build it without `--cfg balloc_loom`"
+);
+
+#[cfg(all(not(balloc_loom), balloc_contention))]
+mod counted;
+#[cfg(all(not(balloc_loom), balloc_contention))]
+use counted as native_atomics;
+#[cfg(all(not(balloc_loom), not(balloc_contention)))]
+use std::sync::atomic as native_atomics;
 
 #[cfg(not(balloc_loom))]
 pub(crate) mod native;

@@ -1,11 +1,13 @@
-//! Native implementations: std's atomics and thread-locals, OS-mapped words, tags in blocks.
+//! Native implementations: std's atomics (or their counting wrappers, see `native_atomics` in
+//! the facade) and thread-locals, OS-mapped words, tags in blocks.
 
 use core::ptr::NonNull;
 
 use balloc_core::internal::Mapping;
 use balloc_core::InitError;
 
-pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use super::native_atomics::{AtomicPtr, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::atomic::{fence, Ordering};
 pub(crate) use std::thread::yield_now;
 pub(crate) use std::thread_local;
 
@@ -48,8 +50,9 @@ impl Words {
     pub(crate) fn get(&self) -> &[AtomicU64] {
         match &self.map {
             // SAFETY: the mapping holds `len` zero-initialised, 8-aligned u64s, and AtomicU64
-            // has the size and alignment of u64 with all bit patterns valid; the mapping lives
-            // as long as `self`, and is only ever accessed through these atomics.
+            // (std's, or the counting wrapper, `repr(transparent)` over std's) has the size and
+            // alignment of u64 with all bit patterns valid; the mapping lives as long as
+            // `self`, and is only ever accessed through these atomics.
             Some(map) => unsafe {
                 core::slice::from_raw_parts(map.as_ptr().as_ptr().cast::<AtomicU64>(), self.len)
             },
@@ -86,15 +89,23 @@ pub(crate) struct TagWords;
 impl TagWords {
     /// The tag word of the block at `block`, which starts at offset `off` of the pool.
     ///
+    /// Always std's atomic, never the counting wrapper: the word is block memory, which the
+    /// block's user writes too, not pool metadata, so its writes are no measure of the pool's
+    /// sharing.
+    ///
     /// # Safety
     /// - `block` is the start of a block of the pool (at least 64 bytes, 64-aligned) whose
     ///   memory stays mapped while the returned reference is used.
     #[inline(always)]
-    pub(crate) unsafe fn word<'a>(self, block: NonNull<u8>, _off: usize) -> &'a AtomicUsize {
+    pub(crate) unsafe fn word<'a>(
+        self,
+        block: NonNull<u8>,
+        _off: usize,
+    ) -> &'a std::sync::atomic::AtomicUsize {
         // SAFETY: `block` is 64-aligned pool memory, mapped for as long as the caller says; all
         // concurrent accesses to a block's first word by the pool are atomic, and a caller's
         // own accesses happen while it holds the block (ordered by its own synchronisation).
-        unsafe { AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
+        unsafe { std::sync::atomic::AtomicUsize::from_ptr(block.as_ptr().cast::<usize>()) }
     }
 
     /// The tag word's value, read by a thread that holds the block (so no other thread writes
