@@ -182,8 +182,9 @@ impl Cache {
         let entries = if total == 0 {
             core::ptr::null_mut()
         } else {
-            // SAFETY: non-zero size.
-            let p = unsafe { System.alloc(Self::entries_layout(total)) };
+            // SAFETY: non-zero size. Zeroed, so every entry is initialised and `append` can
+            // lend the free ones out as a slice.
+            let p = unsafe { System.alloc_zeroed(Self::entries_layout(total)) };
             if p.is_null() {
                 return None;
             }
@@ -429,21 +430,21 @@ impl Cache {
         self.stack(k).len()
     }
 
-    /// Appends tagged blocks (by address) to stack `k`: `fill` gets a sink that accepts at most
-    /// [`Self::room`] of them. Owner only.
+    /// Appends tagged blocks (by address) to stack `k`: `fill` gets the stack's free entries
+    /// ([`Self::room`] of them), writes blocks into the first ones and returns how many. Owner
+    /// only.
     #[inline]
-    pub(crate) fn append(&self, k: Order, fill: impl FnOnce(&mut dyn FnMut(usize))) -> usize {
+    pub(crate) fn append(&self, k: Order, fill: impl FnOnce(&mut [usize]) -> usize) -> usize {
         let s = self.stack(k);
-        let (len, cap) = (s.len(), s.cap());
-        let mut n = len;
-        fill(&mut |addr| {
-            assert!(n < cap, "balloc: a cache refill overran its stack");
-            // SAFETY: n < cap: an entry of this stack.
-            unsafe { *s.bottom.add(n) = addr };
-            n += 1;
-        });
-        s.set_len(n);
-        n - len
+        let (len, room) = (s.len(), self.room(k));
+        // SAFETY: the entries `len..len + room` lie inside the stack (room <= cap - len), are
+        // initialised (zeroed at allocation, written since), and only the owner, the caller,
+        // touches them.
+        let free = unsafe { core::slice::from_raw_parts_mut(s.bottom.add(len), room) };
+        let n = fill(free);
+        assert!(n <= room, "balloc: a cache refill overran its stack");
+        s.set_len(len + n);
+        n
     }
 
     /// The `count` oldest blocks of stack `k` (owner only; `count <= len`).

@@ -157,18 +157,18 @@ impl Magazine<'_> {
                 .is_ok()
     }
 
-    /// Empties a magazine the caller holds BUSY from FULL, handing each block to `push` if
-    /// they fit `room`. Returns how many (0 when they did not fit: the magazine stays FULL).
-    fn empty_into(&self, room: usize, push: &mut dyn FnMut(usize)) -> usize {
+    /// Empties a magazine the caller holds BUSY from FULL into `out`, if its blocks fit.
+    /// Returns how many (0 when they did not fit: the magazine stays FULL).
+    fn empty_into(&self, out: &mut [usize]) -> usize {
         let n = self.len().load(Ordering::Relaxed) as usize;
-        if n > room {
+        let Some(out) = out.get_mut(..n) else {
             // Not for us (another configuration's batch cannot happen in one pool, but stay
             // safe): put it back.
             self.state().store(FULL, Ordering::Release);
             return 0;
-        }
-        for slot in &self.blocks()[..n] {
-            push(slot.load(Ordering::Relaxed) as usize);
+        };
+        for (dst, slot) in out.iter_mut().zip(self.blocks()) {
+            *dst = slot.load(Ordering::Relaxed) as usize;
         }
         // Release: our reads of the contents happen before the next filler's writes.
         self.state().store(EMPTY, Ordering::Release);
@@ -231,9 +231,9 @@ impl Depot {
         false
     }
 
-    /// Takes one magazine of order `k` whose blocks fit `room`, handing each block address to
-    /// `push`: from the shard `affinity` names first, then from the others in turn; `affinity`
-    /// is set to the shard it came from. Returns how many blocks.
+    /// Takes one magazine of order `k` whose blocks fit `out`, writing their addresses there:
+    /// from the shard `affinity` names first, then from the others in turn; `affinity` is set
+    /// to the shard it came from. Returns how many blocks.
     ///
     /// MUTANT (loom-tests, [`ShardMutant::TakeFromAffinityOnly`]): only the affinity shard is
     /// looked at, so a magazine deposited in another shard waits for a drain; model 8b must
@@ -243,8 +243,7 @@ impl Depot {
         k: Order,
         shape: Shape,
         affinity: &Cell<u8>,
-        room: usize,
-        push: &mut dyn FnMut(usize),
+        out: &mut [usize],
     ) -> usize {
         if !Self::holds(k) || shape.shards == 0 {
             return 0;
@@ -257,7 +256,7 @@ impl Depot {
         };
         for i in 0..shards {
             let shard = shape.shard_of(first + i);
-            let n = self.take_from(k, shard, shape.slots as usize, room, push);
+            let n = self.take_from(k, shard, shape.slots as usize, out);
             if n > 0 {
                 affinity.set(shard as u8);
                 return n;
@@ -267,18 +266,11 @@ impl Depot {
     }
 
     /// Takes one magazine from `slots` magazines of `shard` of order `k`, as [`Self::take`].
-    fn take_from(
-        &self,
-        k: Order,
-        shard: usize,
-        slots: usize,
-        room: usize,
-        push: &mut dyn FnMut(usize),
-    ) -> usize {
+    fn take_from(&self, k: Order, shard: usize, slots: usize, out: &mut [usize]) -> usize {
         for slot in 0..slots {
             let m = self.magazine(k, shard, slot);
             if m.acquire(FULL) {
-                let n = m.empty_into(room, push);
+                let n = m.empty_into(out);
                 if n > 0 {
                     return n;
                 }
@@ -304,11 +296,7 @@ impl Depot {
                 let m = self.magazine(k, shard, slot);
                 if m.acquire(FULL) {
                     let mut addrs = [0usize; MAGAZINE];
-                    let mut n = 0;
-                    m.empty_into(MAGAZINE, &mut |addr| {
-                        addrs[n] = addr;
-                        n += 1;
-                    });
+                    let n = m.empty_into(&mut addrs);
                     each(&addrs[..n]);
                 }
             }
@@ -425,7 +413,9 @@ mod tests {
         assert!(depot.deposit(k, one, 5, &[64]), "one slot allowed");
         assert!(!depot.deposit(k, one, 5, &[128]), "only one slot allowed");
         let here = Cell::new(0);
-        assert_eq!(depot.take(k, one, &here, 64, &mut |a| assert_eq!(a, 64)), 1);
+        let mut out = [0usize; 64];
+        assert_eq!(depot.take(k, one, &here, &mut out), 1);
+        assert_eq!(out[0], 64);
         // Home 2 fills its own shard's two slots first, then spills into shards 3, 0 and 1.
         let mut deposited = Vec::new();
         let mut n = 0;
@@ -435,8 +425,8 @@ mod tests {
         }
         assert_eq!(n, 8, "every slot of every shard");
         let spill = Cell::new(3);
-        let mut first = Vec::new();
-        assert_eq!(depot.take(k, shape, &spill, 64, &mut |a| first.push(a)), 2);
+        assert_eq!(depot.take(k, shape, &spill, &mut out), 2);
+        let first = out[..2].to_vec();
         assert!(
             first[0] / 256 == 2 || first[0] / 256 == 3,
             "shard 3 holds the 3rd or 4th: {first:?}"
@@ -448,22 +438,28 @@ mod tests {
         );
         // A taker whose affinity is shard 2 takes shard 2's magazines first, then moves on.
         let affinity = Cell::new(2);
-        let mut got = Vec::new();
         assert_eq!(
-            depot.take(k, shape, &affinity, 1, &mut |a| got.push(a)),
+            depot.take(k, shape, &affinity, &mut out[..1]),
             0,
             "too little room"
         );
-        assert_eq!(depot.take(k, shape, &affinity, 64, &mut |a| got.push(a)), 2);
+        assert_eq!(depot.take(k, shape, &affinity, &mut out), 2);
+        let mut got = out[..2].to_vec();
         assert!(got.iter().all(|&a| a / 256 < 2), "shard 2 first: {got:?}");
         got.extend(first);
-        while depot.take(k, shape, &affinity, 64, &mut |a| got.push(a)) > 0 {}
+        loop {
+            let n = depot.take(k, shape, &affinity, &mut out);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&out[..n]);
+        }
         got.sort_unstable();
         deposited.sort_unstable();
         assert_eq!(got, deposited);
         assert_eq!(depot.cached_bytes(), 0);
         assert_eq!(
-            depot.take(k.up(1), shape, &affinity, 64, &mut |_| {}),
+            depot.take(k.up(1), shape, &affinity, &mut out),
             0,
             "other orders"
         );

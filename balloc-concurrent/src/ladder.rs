@@ -216,18 +216,13 @@ fn holds_nothing(who: Caller<'_>) -> bool {
 
 /// A magazine from the depot, else a refill from the bitmaps, into `c`'s stack `k`; then pop.
 fn refill_and_pop(region: &Region, c: &Cache, k: Order) -> Option<NonNull<u8>> {
-    let room = c.room(k);
-    if room == 0 {
+    if c.room(k) == 0 {
         return c.pop(k);
     }
-    let got = c.append(k, |sink| {
-        region.take_magazine(k, c.depot_affinity(k), room, sink);
-    });
+    let got = c.append(k, |free| region.take_magazine(k, c.depot_affinity(k), free));
     if got == 0 {
-        let want = c.batch(k).min(room).max(1);
-        c.append(k, |sink| {
-            region.refill(k, want, sink);
-        });
+        let want = c.batch(k).min(c.room(k)).max(1);
+        c.append(k, |free| region.refill(k, want, free));
     }
     c.pop(k)
 }

@@ -260,12 +260,12 @@ impl Region {
         }
     }
 
-    /// Moves up to `want` (1..=64) blocks of order `k` from the bitmaps to `sink`, tagged and
-    /// live, by address: one claim of a word, or one split of a larger block into `want`
-    /// (rounded down to a power of two) blocks. Returns how many. Zero is not an
-    /// out-of-memory answer: the allocation path decides that with [`Self::search`].
-    pub(crate) fn refill(&self, k: Order, want: usize, sink: &mut dyn FnMut(usize)) -> usize {
-        debug_assert!((1..=64).contains(&want));
+    /// Moves up to `want` (1..=64, at most `out.len()`) blocks of order `k` from the bitmaps
+    /// into `out`, tagged and live, by address: one claim of a word, or one split of a larger
+    /// block into `want` (rounded down to a power of two) blocks. Returns how many. Zero is not
+    /// an out-of-memory answer: the allocation path decides that with [`Self::search`].
+    pub(crate) fn refill(&self, k: Order, want: usize, out: &mut [usize]) -> usize {
+        debug_assert!((1..=64).contains(&want) && want <= out.len());
         let (first, bits) = match self.maps.claim(k, want as u32) {
             Some(claimed) => claimed,
             None => {
@@ -301,7 +301,7 @@ impl Region {
             let p = self.ptr_at(off);
             // SAFETY: the block is ours (claimed, not yet live) and inside the region.
             unsafe { key.set(p, off) };
-            sink(p.as_ptr().addr());
+            out[count] = p.as_ptr().addr();
             count += 1;
         }
         self.maps.set_live(k, first, bits);
@@ -469,17 +469,12 @@ impl Region {
         true
     }
 
-    /// Takes one magazine of order `k` whose blocks fit `room`, handing each address to `sink`:
-    /// from the shard `affinity` names first (then updated to where it came from).
-    pub(crate) fn take_magazine(
-        &self,
-        k: Order,
-        affinity: &Cell<u8>,
-        room: usize,
-        sink: &mut dyn FnMut(usize),
-    ) -> usize {
+    /// Takes one magazine of order `k` whose blocks fit `out`, writing their addresses there:
+    /// from the shard `affinity` names first (then updated to where it came from). Returns how
+    /// many.
+    pub(crate) fn take_magazine(&self, k: Order, affinity: &Cell<u8>, out: &mut [usize]) -> usize {
         self.depot
-            .take(k, self.config.depot[k.slot()], affinity, room, sink)
+            .take(k, self.config.depot[k.slot()], affinity, out)
     }
 
     /// Returns every magazine in the depot, every shard, to the bitmaps.
@@ -598,9 +593,9 @@ mod tests {
         };
         for &k in orders {
             for _ in 0..rounds {
-                let mut addrs = Vec::new();
-                let got = region.refill(Order(k), 64, &mut |addr| addrs.push(addr));
-                assert_eq!(got, addrs.len());
+                let mut out = [0usize; 64];
+                let got = region.refill(Order(k), 64, &mut out);
+                let mut addrs = out[..got].to_vec();
                 assert!(got > 0, "a whole pool refills");
                 for i in (1..addrs.len()).rev() {
                     addrs.swap(i, next() as usize % (i + 1));
