@@ -299,7 +299,7 @@ impl Cache {
     /// caller says it holds. False, with nothing written, when the stack is full (or the order
     /// is not cached).
     ///
-    /// Checked, in every build: a pointer outside the region, or a block whose first word
+    /// Checked, in every build: a pointer outside the region, or a block whose tag word
     /// already holds its tag (it is cached-free: a double free), stops the process
     /// (`fault::stop`) before anything is written.
     #[inline(always)]

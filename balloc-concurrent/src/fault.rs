@@ -10,7 +10,7 @@ use std::io::Write;
 /// A misuse of a trusted free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
-    /// The block is already free: cached (its tag is in its first word) or in the bitmaps.
+    /// The block is already free: cached (its tag is in its second word) or in the bitmaps.
     DoubleFree,
     /// The pointer is not inside the pool's region.
     Foreign,

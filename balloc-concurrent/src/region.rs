@@ -65,14 +65,14 @@ pub(crate) fn debug_check(base: NonNull<u8>, off: Offset, k: Order) {
     let _ = (base, off, k);
 }
 
-/// Under `debug-fill`: fills a block just freed by a caller (all but its first word, which
-/// holds or will hold its tag); otherwise nothing.
+/// Under `debug-fill`: fills a block just freed by a caller (all but its first two words: the
+/// second holds or will hold its tag, and the check skips both); otherwise nothing.
 #[inline(always)]
 pub(crate) fn debug_fill_freed(base: NonNull<u8>, off: Offset, k: Order) {
     #[cfg(feature = "debug-fill")]
     // SAFETY: the caller just gave the block back; it is inside the region.
     unsafe {
-        balloc_core::internal::debug_fill_from(base, off.0, k.get(), 8)
+        balloc_core::internal::debug_fill_from(base, off.0, k.get(), 16)
     };
     let _ = (base, off, k);
 }
@@ -213,7 +213,7 @@ impl Region {
         let p = self.ptr_at(off);
         debug_check(self.base, off, k);
         let first_clean = self.mark_handed_out(off, k.bytes(), zeroed);
-        // The block's first word holds a stale tag unless it lies on a clean page (zeros).
+        // The block's tag word holds a stale tag unless it lies on a clean page (zeros).
         if self.config.caches(k) && !first_clean && !zeroed {
             // SAFETY: the block is ours (claimed, not yet live) and inside the region.
             unsafe { self.tags.key().clear(p, off) };

@@ -1,7 +1,7 @@
 //! Tags that mark a block as "free, sitting in a thread cache".
 //!
 //! A cached block stays live in the shared bitmaps (it is out of the free bitmap), so the
-//! bitmaps alone cannot tell a second free of it from a first. Instead, the first word of every
+//! bitmaps alone cannot tell a second free of it from a first. Instead, the second word of every
 //! cached block holds a tag: `tag(off) = secret ^ off`, with a per-pool random odd secret and
 //! the block's offset in the pool (the trusted free's fast path has the offset in a register
 //! already, from its check that the pointer is inside the region).
@@ -11,7 +11,7 @@
 //!   holds the tag, the block is free already (`DoubleFree`); two racing frees of one block:
 //!   exactly one CAS installs the tag, the other sees it.
 //!
-//! False alarms need a caller to store exactly the tag in its block's first word (a 2^-63
+//! False alarms need a caller to store exactly the tag in its block's second word (a 2^-63
 //! chance for data not derived from the secret); they refuse a valid free (a leak), never
 //! corrupt the pool. The trusted paths (`dealloc` with a layout) read the word before they write
 //! the tag with a plain store: a block whose tag is there is already free, and the process

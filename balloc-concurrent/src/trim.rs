@@ -12,7 +12,7 @@
 //!    and tell the exhaustion latch that memory came back.
 //!
 //! Free blocks in the bitmaps carry nothing the pool needs (the free lists are bitmaps, and a
-//! tag lives in a block's first word only while the block is cached), so the whole piece is
+//! tag lives in a block's second word only while the block is cached), so the whole piece is
 //! handed back. Blocks in thread caches count as used: trim does not touch them.
 //!
 //! While a piece is claimed (at most 2 MiB, for the time of one `madvise`) a concurrent
