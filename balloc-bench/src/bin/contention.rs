@@ -122,11 +122,24 @@ mod counting {
         /// Also write the tables, as markdown, to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Exit with status 1 unless every lockstep run with 8 or more threads wrote at most
+        /// [`CHECK_SHARED`] times per op to lines that 3 or more threads write (the steady state
+        /// of remote frees writes no such line; the lockstep run is one thread, so its counts
+        /// do not depend on scheduling).
+        #[arg(long)]
+        check: bool,
     }
+
+    /// `--check`'s bound on writes per op to lines 3 or more threads write, in the lockstep
+    /// runs from 8 threads on: 1 in 10,000 ops (the depot shared by every thread, which this
+    /// replaced, wrote such lines about once per op).
+    const CHECK_SHARED: f64 = 1e-4;
 
     /// One measured run.
     struct Row {
         workload: String,
+        /// The lockstep simulation (see the module docs), not a threaded run.
+        lockstep: bool,
         kind: AllocKind,
         threads: usize,
         outcome: Outcome,
@@ -289,12 +302,14 @@ mod counting {
     }
 
     /// `producer-consumer` as `pairs` pairs of caches of `pool` running in lockstep on this
-    /// thread, each cache counted as its own writer (`contention::act_as`): in each of `rounds`
-    /// rounds, every pair's producer allocates a burst of [`PC_BURST`] blocks of [`PC_SIZE`]
-    /// bytes and its consumer frees them. What a machine with a core per thread would do if
-    /// every thread kept pace with its partner, free of the time slices that mix the threaded
-    /// runs on two cores. Returns the blocks freed (the ops).
-    fn lockstep(pool: &ConcurrentPool, pairs: usize, rounds: u64) -> u64 {
+    /// thread, each cache counted as its own writer (`contention::act_as`): in each round,
+    /// every pair's producer allocates a burst of [`PC_BURST`] blocks of [`PC_SIZE`] bytes and
+    /// its consumer frees them. What a machine with a core per thread would do if every thread
+    /// kept pace with its partner, free of the time slices that mix the threaded runs on two
+    /// cores. `rounds` rounds warm the caches and depot up, then `rounds` more are measured (the
+    /// steady state: the caches' creation and final flush are outside). Returns the blocks
+    /// freed in the measured rounds (the ops) and what they wrote.
+    fn lockstep(pool: &ConcurrentPool, pairs: usize, rounds: u64) -> (u64, Contention) {
         let layout = Layout::from_size_align(PC_SIZE, 8).expect("a valid layout");
         // Each cache is made and dropped (flushed) as its simulated thread too.
         let caches: Vec<(LocalCache<'_>, LocalCache<'_>)> = (0..pairs)
@@ -306,19 +321,25 @@ mod counting {
             })
             .collect();
         let mut burst = Vec::with_capacity(PC_BURST);
-        for _ in 0..rounds {
-            for (i, (producer, consumer)) in caches.iter().enumerate() {
-                contention::act_as(Some(2 * i as u32));
-                for _ in 0..PC_BURST {
-                    burst.push(producer.alloc_layout(layout).expect("a 1 GiB pool"));
-                }
-                contention::act_as(Some(2 * i as u32 + 1));
-                for p in burst.drain(..) {
-                    // SAFETY: allocated just above with `layout`, freed once.
-                    unsafe { consumer.dealloc(p, layout) };
+        let mut run = |rounds: u64| {
+            for _ in 0..rounds {
+                for (i, (producer, consumer)) in caches.iter().enumerate() {
+                    contention::act_as(Some(2 * i as u32));
+                    for _ in 0..PC_BURST {
+                        burst.push(producer.alloc_layout(layout).expect("a 1 GiB pool"));
+                    }
+                    contention::act_as(Some(2 * i as u32 + 1));
+                    for p in burst.drain(..) {
+                        // SAFETY: allocated just above with `layout`, freed once.
+                        unsafe { consumer.dealloc(p, layout) };
+                    }
                 }
             }
-        }
+        };
+        run(rounds);
+        contention::reset();
+        run(rounds);
+        let counts = contention::snapshot();
         for (i, (producer, consumer)) in caches.into_iter().enumerate() {
             contention::act_as(Some(2 * i as u32));
             drop(producer);
@@ -326,7 +347,7 @@ mod counting {
             drop(consumer);
         }
         contention::act_as(None);
-        rounds * (pairs * PC_BURST) as u64
+        (rounds * (pairs * PC_BURST) as u64, counts)
     }
 
     /// Warms up with one run, then measures a second one.
@@ -375,6 +396,7 @@ mod counting {
                         started.elapsed().as_secs_f64()
                     );
                     rows.push(Row {
+                        lockstep: false,
                         workload: workload.id(),
                         kind,
                         threads,
@@ -389,11 +411,9 @@ mod counting {
             let pairs = (threads / 2).max(1);
             let pool = ConcurrentPool::new(BIG_POOL).expect("reserve the pool");
             let rounds = (args.ops / (pairs * PC_BURST) as u64).max(1);
-            lockstep(&pool, pairs, rounds);
-            contention::reset();
-            let ops = lockstep(&pool, pairs, rounds);
-            let counts = contention::snapshot();
+            let (ops, counts) = lockstep(&pool, pairs, rounds);
             rows.push(Row {
+                lockstep: true,
                 workload: "producer-consumer, lockstep".into(),
                 kind: AllocKind::BallocLocal,
                 threads: pairs * 2,
@@ -410,6 +430,27 @@ mod counting {
         }
         let text = markdown(&rows, args.lines);
         print!("{text}");
+        if args.check {
+            let mut failed = false;
+            for r in rows.iter().filter(|r| r.lockstep && r.threads >= 8) {
+                let shared = r.per_op(r.counts.shared_writes(3));
+                let verdict = if shared <= CHECK_SHARED {
+                    "ok"
+                } else {
+                    "FAILED"
+                };
+                failed |= shared > CHECK_SHARED;
+                println!(
+                    "check: lockstep, {} threads: {shared:.5} writes/op to lines with >= 3 \
+                     writers (at most {CHECK_SHARED}): {verdict}",
+                    r.threads
+                );
+            }
+            if failed {
+                eprintln!("balloc: the remote-free steady state writes lines shared by 3+ threads");
+                std::process::exit(1);
+            }
+        }
         if let Some(path) = args.out {
             let doc = format!(
                 "# balloc contention proxy\n\n`contention --threads {} --ops {}`\n\n{text}",
