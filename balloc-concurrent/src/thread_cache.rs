@@ -33,12 +33,53 @@ impl ThreadCaches {
     }
 }
 
-impl Drop for ThreadCaches {
+thread_local! {
+    /// The slots. No destructor, so std needs no per-access check of whether it ran (three
+    /// instructions on every fast-path lookup, through `GlobalAlloc`): [`RETIRE_AT_EXIT`]'s
+    /// destructor empties the slots instead.
+    static CACHES: ThreadCaches = const { ThreadCaches::new() };
+}
+
+/// The caches this thread owns, the same set as its slots hold (in any order): what its exit
+/// retires. A list of its own, so that the exit does not depend on the order in which a thread's
+/// locals are torn down (loom tears down locals without destructors too).
+struct RetireAtExit {
+    owned: [Cell<*mut Cache>; POOLS_PER_THREAD],
+}
+
+impl RetireAtExit {
+    /// Whether a cache can be added (always, while a slot is free: the two hold the same set).
+    fn has_room(&self) -> bool {
+        self.owned.iter().any(|o| o.get().is_null())
+    }
+
+    /// Adds `cache`, which is about to fill a slot ([`Self::has_room`] said there is room).
+    fn add(&self, cache: *mut Cache) {
+        if let Some(o) = self.owned.iter().find(|o| o.get().is_null()) {
+            o.set(cache);
+        }
+    }
+
+    /// Removes `cache`, which left its slot.
+    fn remove(&self, cache: *mut Cache) {
+        if let Some(o) = self.owned.iter().find(|o| o.get() == cache) {
+            o.set(core::ptr::null_mut());
+        }
+    }
+}
+
+impl Drop for RetireAtExit {
     fn drop(&mut self) {
-        for slot in &self.slots {
-            let cache = slot.replace(core::ptr::null_mut());
+        // Empty the slots first, so nothing later on this thread finds a retired cache there.
+        let _ = CACHES.try_with(|tc| {
+            for slot in &tc.slots {
+                slot.set(core::ptr::null_mut());
+            }
+        });
+        for o in &self.owned {
+            let cache = o.replace(core::ptr::null_mut());
             if !cache.is_null() {
-                // SAFETY: the slot owned this cache; nothing else refers to it.
+                // SAFETY: this thread owned the cache, and no slot refers to it any more.
                 unsafe { retire(cache, (*cache).shared) };
             }
         }
@@ -46,7 +87,14 @@ impl Drop for ThreadCaches {
 }
 
 thread_local! {
-    static CACHES: ThreadCaches = const { ThreadCaches::new() };
+    /// Entered before a cache is put in a slot, which registers its destructor: at thread exit
+    /// it retires the caches. Once it has run, no new cache is made on this thread (the slots
+    /// stay empty and calls go to the shared bitmaps).
+    static RETIRE_AT_EXIT: RetireAtExit = const {
+        RetireAtExit {
+            owned: [const { Cell::new(core::ptr::null_mut()) }; POOLS_PER_THREAD],
+        }
+    };
 }
 
 /// Runs `f` with this thread's cache for the pool, creating it on first use. `None` when the
@@ -136,13 +184,22 @@ unsafe fn find_or_create(
             let dead = unsafe { (*c).shared.as_ref() }.is_dead();
             if dead {
                 slot.set(core::ptr::null_mut());
+                let _ = RETIRE_AT_EXIT.try_with(|r| r.remove(c));
                 // SAFETY: the slot owned the cache; nothing else refers to it.
                 unsafe { retire(c, (*c).shared) };
             }
             dead
         })?,
     };
+    // Registers the exit destructor before the slot holds a cache; refuses once it has run.
+    if !RETIRE_AT_EXIT
+        .try_with(RetireAtExit::has_room)
+        .unwrap_or(false)
+    {
+        return None;
+    }
     let c = pool.acquire_cache()?.as_ptr();
+    RETIRE_AT_EXIT.with(|r| r.add(c));
     // The new cache takes a weak reference.
     pool.add_weak();
     tc.slots[i].set(c);
@@ -178,6 +235,7 @@ pub(crate) unsafe fn retire_current(id: u64) {
             // SAFETY: non-null slots hold live caches owned by this thread.
             if !c.is_null() && unsafe { (*c).pool_id } == id {
                 slot.set(core::ptr::null_mut());
+                let _ = RETIRE_AT_EXIT.try_with(|r| r.remove(c));
                 // SAFETY: the slot owned the cache; the caller's strong reference keeps the
                 // pool alive for the flush.
                 unsafe { retire(c, (*c).shared) };
