@@ -516,13 +516,13 @@ fn take_home_0(pool: &ConcurrentPool, x: Block, y: Block) -> (Block, Block) {
 }
 
 /// Model 8b: the depot's shards (depot.rs). Thread 0's cache has depot home 0 (see
-/// [`take_home_0`]), thread 1's takes home 1 at its first deposit. The pool is full; thread 1 frees two smallest blocks `x` and `y` (from
-/// thread 0): `x` into its one-block cache, then, the stack being full, `x` to the depot as a
-/// magazine in shard 1. Meanwhile thread 0 allocates a smallest
-/// block: its cache is empty and its affinity is its home, shard 0. If the deposit was done
-/// before the allocation began, the allocation must find the magazine in shard 1, without
-/// raising the pressure epoch (asking every cache to flush), which a look at shard 0 alone
-/// followed by the out-of-memory path would.
+/// `take_home_0`); thread 1's takes home 1 at its first deposit. The pool is full; thread 1
+/// frees two smallest blocks `x` and `y` (from thread 0): `x` into its one-block cache, then,
+/// the stack being full, `x` to the depot as a magazine in shard 1. Meanwhile thread 0
+/// allocates a smallest block: its cache is empty and its affinity is shard 0. If the deposit
+/// was done before the allocation began, the allocation must find the magazine in shard 1,
+/// without raising the pressure epoch (asking every cache to flush), which a look at shard 0
+/// alone followed by the out-of-memory path would.
 pub fn magazine_in_another_shard_is_taken() {
     #[cfg(balloc_loom)]
     balloc_concurrent::loom_depot_peek(false);

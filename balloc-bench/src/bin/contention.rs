@@ -68,8 +68,9 @@
 //!
 //! Below the table, for each run: its writes per op to lines with at least 3 writers, summed by
 //! kind of structure (depot, free bitmap, summary, ...), and its `--lines` most written shared
-//! lines with their address and structure. The rare setup work of each run is included: `larson` fills and empties a
-//! window of 1,000 blocks per thread, and every `LocalCache` is flushed when its thread ends.
+//! lines with their address and structure. The threaded runs include their rare setup work:
+//! `larson` fills and empties a window of 1,000 blocks per thread, and every `LocalCache` is
+//! flushed when its thread ends.
 
 #[cfg(not(balloc_contention))]
 fn main() {
