@@ -74,7 +74,7 @@ for t in "${targets[@]}"; do
 done
 
 # debug-fill makes every free fill the block and every allocation check it byte by byte, which
-# makes core_ops run about 50 times as many instructions; so it does not fuzz, it replays every
+# makes core_ops run many times as many instructions; so it does not fuzz, it replays every
 # input the runs above found interesting (-runs=0), checking on all of them that neither pool
 # writes into free memory.
 for t in "${targets[@]}"; do

@@ -12,10 +12,9 @@
 //!   `free_blocks()`;
 //! - no block handed out (by an allocation or a `realloc`) overlaps a live block, checked on
 //!   the addresses at once;
-//! - every block's bytes hold the byte it was stamped with, checked before it is freed or
-//!   resized (and the kept prefix after a resize): all of its bytes in a block of up to 4 KiB,
-//!   and in a larger one the first 16 bytes and the last 8 of each 4 KiB page (a discarded page,
-//!   a free-list node at a page start, a lost page of a `realloc` copy; see `Block::stamp`);
+//! - every byte of every block holds the byte it was filled with, checked before it is freed
+//!   or resized (and the kept prefix after a resize): a discarded page, a free-list node or tag
+//!   written into a live block, a lost part of a `realloc` copy;
 //! - each call returns exactly the result the buddy rules predict: an allocation fails with
 //!   `OutOfMemory` if and only if `stats().largest_free_block` is too small; `realloc` stays in
 //!   place exactly when it shrinks or its upper buddies are free; a free of a garbage pointer
@@ -245,7 +244,7 @@ impl Model {
                 self.add_range(p.as_ptr().addr(), k);
                 self.tag = next_tag(self.tag);
                 // SAFETY: `p` was just allocated to us with order k, so 2^k bytes are ours.
-                let b = unsafe { Block::stamp(p, k, self.tag) };
+                let b = unsafe { Block::fill(p, k, self.tag) };
                 self.live.push(b);
             }
             (r, expected) => assert_eq!(r.map(|_| ()), expected.map(|_| ()), "allocation outcome"),
@@ -318,7 +317,7 @@ impl Model {
     fn free_live(&mut self, i: usize) {
         let b = self.live.swap_remove(i);
         // SAFETY: `b` is still allocated to us.
-        unsafe { b.check_stamp("before free") };
+        unsafe { b.check("before free") };
         self.remove_range(b.addr());
         assert_eq!(self.pool.free(b.ptr), Ok(()), "free of a live block");
         self.remember_freed(b.ptr);
@@ -327,7 +326,7 @@ impl Model {
     fn realloc(&mut self, i: usize, size: Size) {
         let b = self.live[i];
         // SAFETY: `b` is allocated to us.
-        unsafe { b.check_stamp("before realloc") };
+        unsafe { b.check("before realloc") };
         let bytes = size.bytes(self.size());
         let nk = btok(bytes);
         let largest = self.largest_free();
@@ -372,7 +371,7 @@ impl Model {
                 assert_eq!(p.as_ptr().addr() % (1 << nk), 0, "resized block aligned");
                 let kept = Block { ptr: p, ..b };
                 // SAFETY: `p` is allocated to us with 2^nk bytes; the prefix is within it.
-                unsafe { kept.check_stamp_prefix(1 << nk.min(b.order), "after realloc") };
+                unsafe { kept.check_prefix(1 << nk.min(b.order), "after realloc") };
                 if moved {
                     self.remember_freed(b.ptr);
                 }
@@ -380,12 +379,12 @@ impl Model {
                 self.add_range(p.as_ptr().addr(), nk);
                 self.tag = next_tag(self.tag);
                 // SAFETY: as above.
-                self.live[i] = unsafe { Block::stamp(p, nk, self.tag) };
+                self.live[i] = unsafe { Block::fill(p, nk, self.tag) };
             }
             (Err(e), Want::Fail(w)) => {
                 assert_eq!(e, w, "realloc error");
                 // SAFETY: on error the block stays allocated to us, untouched.
-                unsafe { b.check_stamp("after a failed realloc") };
+                unsafe { b.check("after a failed realloc") };
             }
             (r, _) => panic!(
                 "realloc of order {} at {:p} to {bytes} bytes gave {r:?}",

@@ -4,9 +4,7 @@
 //! A block's contents are checked before it is freed or resized: a block that overlaps
 //! another, or whose bytes the allocator wrote into (a free-list node, the `debug-fill` pattern,
 //! a lost `realloc` copy), fails the check. [`Block::fill`] and [`Block::check`] cover every
-//! byte; [`Block::stamp`] and [`Block::check_stamp`] cover every byte of a block of at most
-//! [`PAGE`] bytes and, in a larger one, the first 16 bytes and the last 8 of each of its pages
-//! (see [`Block::stamp`] for what that still catches).
+//! byte.
 
 use std::ptr::NonNull;
 
@@ -43,10 +41,6 @@ pub fn next_tag(tag: u8) -> u8 {
     }
     t
 }
-
-/// The page size of the sampled contents ([`Block::stamp`]): the granularity at which the OS
-/// discards memory (`trim`), and the alignment of every block larger than it.
-pub const PAGE: usize = 4096;
 
 /// A block handed out to the fuzz target, and the byte all of it was filled with.
 #[derive(Debug, Clone, Copy)]
@@ -121,93 +115,6 @@ impl Block {
                 self.tag
             );
         }
-    }
-
-    /// Writes `tag` into a sample of the block: all of it when it has at most [`PAGE`] bytes,
-    /// else the first 16 bytes and the last 8 of each of its pages.
-    ///
-    /// What that catches in a large block: a page the OS discarded (it reads zeros), a free-list
-    /// node written at the start of a page (the first 16 bytes: where a node of a free block of
-    /// a page or more lies), the `debug-fill` pattern, and a `realloc` copy that lost a page.
-    /// A write into the middle of a page goes unseen; so callers that need to know that no two
-    /// live blocks overlap must check it on the addresses (as `core_ops` does on every
-    /// allocation), not on the contents.
-    ///
-    /// # Safety
-    /// - `ptr` is a block of `2^order` bytes allocated to the caller, which no one else accesses.
-    pub unsafe fn stamp(ptr: NonNull<u8>, order: u32, tag: u8) -> Self {
-        let len = 1usize << order;
-        if len <= PAGE {
-            // SAFETY: the caller's guarantee.
-            return unsafe { Self::fill(ptr, order, tag) };
-        }
-        let word = u64::from_ne_bytes([tag; 8]);
-        let p = ptr.as_ptr();
-        for page in (0..len).step_by(PAGE) {
-            // SAFETY: the three words lie in page `page` of the block, which the caller owns;
-            // a block larger than a page is aligned to its size, so they are aligned.
-            unsafe {
-                p.add(page).cast::<u64>().write(word);
-                p.add(page + 8).cast::<u64>().write(word);
-                p.add(page + PAGE - 8).cast::<u64>().write(word);
-            }
-        }
-        Self { ptr, order, tag }
-    }
-
-    /// Panics unless the sample of [`stamp`](Self::stamp) within the first `len` bytes of the
-    /// block holds its tag. `len` is a power of two of at least 64 bytes.
-    ///
-    /// # Safety
-    /// - the block is still allocated to the caller and `len <= self.len()`.
-    pub unsafe fn check_stamp_prefix(&self, len: usize, what: &str) {
-        assert!(len <= self.len() && len.is_power_of_two());
-        if self.len() <= PAGE {
-            // SAFETY: the caller's guarantee.
-            return unsafe { self.check_prefix(len, what) };
-        }
-        let word = u64::from_ne_bytes([self.tag; 8]);
-        let p = self.ptr.as_ptr();
-        // One compare for the whole block (each compare is a call into the fuzzer's hook); the
-        // loop below finds the bad word only when there is one.
-        // A prefix shorter than a page holds only that page's first 16 bytes of the sample.
-        let last = if len >= PAGE { PAGE - 8 } else { 8 };
-        let mut diff = 0;
-        for page in (0..len).step_by(PAGE) {
-            // SAFETY: as in `stamp`, within the first `len` bytes, which the caller owns.
-            unsafe {
-                diff |= p.add(page).cast::<u64>().read() ^ word;
-                diff |= p.add(page + 8).cast::<u64>().read() ^ word;
-                diff |= p.add(page + last).cast::<u64>().read() ^ word;
-            }
-        }
-        if diff == 0 {
-            return;
-        }
-        for page in (0..len).step_by(PAGE) {
-            for off in [page, page + 8, page + last] {
-                // SAFETY: as above.
-                let w = unsafe { p.add(off).cast::<u64>().read() };
-                assert_eq!(
-                    w,
-                    word,
-                    "{what}: bytes {off}..{} of the {}-byte block at {:p} are {w:#018x}, expected its tag {:#04x}",
-                    off + 8,
-                    self.len(),
-                    self.ptr,
-                    self.tag
-                );
-            }
-        }
-    }
-
-    /// Panics unless the sample of [`stamp`](Self::stamp) holds its tag.
-    ///
-    /// # Safety
-    /// - the block is still allocated to the caller.
-    pub unsafe fn check_stamp(&self, what: &str) {
-        // SAFETY: the caller's guarantee, and the whole block is `len()` bytes.
-        unsafe { self.check_stamp_prefix(self.len(), what) }
     }
 
     /// Panics unless every byte of the block holds its tag.
