@@ -74,8 +74,9 @@ for t in "${targets[@]}"; do
 done
 
 # debug-fill makes every free fill the block and every allocation check it byte by byte, which
-# runs core_ops about 12 times slower; so it does not fuzz, it replays every input the runs above
-# found interesting (-runs=0), checking on all of them that neither pool writes into free memory.
+# makes core_ops run many times as many instructions; so it does not fuzz, it replays every
+# input the runs above found interesting (-runs=0), checking on all of them that neither pool
+# writes into free memory.
 for t in "${targets[@]}"; do
     log="$work/$t-debug-fill.log"
     echo "--- replaying the $t corpus with debug-fill (log: $log)"

@@ -130,6 +130,21 @@ pub fn find_live_block(
     Err(FreeError::DoubleFree)
 }
 
+/// The halves of a set of blocks: each bit `b` of `x` set in bits `2b` and `2b + 1`. With
+/// blocks numbered per order, block `i`'s halves are blocks `2i` and `2i + 1` of the order
+/// below, so the low and the high 32 bits of a word of order `k` spread into two words of order
+/// `k - 1`. Five shifts and masks, no loop.
+#[inline]
+pub const fn spread_halves(x: u32) -> u64 {
+    let mut t = x as u64;
+    t = (t | t << 16) & 0x0000_FFFF_0000_FFFF;
+    t = (t | t << 8) & 0x00FF_00FF_00FF_00FF;
+    t = (t | t << 4) & 0x0F0F_0F0F_0F0F_0F0F;
+    t = (t | t << 2) & 0x3333_3333_3333_3333;
+    t = (t | t << 1) & 0x5555_5555_5555_5555;
+    t | t << 1
+}
+
 /// Words that order `k` of a pool of order `kval` needs: one bit per block, at least one word.
 const fn words_for_order(kval: u32, k: u32) -> usize {
     let blocks = 1usize << (kval - k);
@@ -153,6 +168,15 @@ pub const fn metadata_words(size: usize) -> usize {
 mod tests {
     use super::*;
     use crate::order::{MAX_K, MIN_K};
+
+    #[test]
+    fn spread_halves_doubles_every_bit() {
+        for b in 0..32 {
+            assert_eq!(spread_halves(1 << b), 0b11 << (2 * b), "bit {b}");
+        }
+        assert_eq!(spread_halves(u32::MAX), u64::MAX);
+        assert_eq!(spread_halves(0b101), 0b11_00_11);
+    }
 
     #[test]
     fn orders_do_not_overlap_and_fit_their_blocks() {

@@ -38,7 +38,7 @@ pub use debug_fill::FILL as DEBUG_FILL_BYTE;
 pub mod internal {
     #[cfg(feature = "debug-fill")]
     pub use crate::debug_fill::{check as debug_check, fill_from as debug_fill_from};
-    pub use crate::geometry::{block_offset, find_live_block, Geometry};
+    pub use crate::geometry::{block_offset, find_live_block, spread_halves, Geometry};
     pub use crate::order::{
         checked_layout_order, checked_size_order, fast_layout_order, layout_order, ORDER_COUNT,
     };

@@ -3,7 +3,8 @@
 use core::fmt;
 
 use crate::free_list::NIL;
-use crate::order::SMALLEST_K;
+use crate::geometry::spread_halves;
+use crate::order::{MIN_K, SMALLEST_K};
 use crate::pool::{BuddyPool, Map};
 
 /// An invariant of the pool that does not hold: a bug in balloc or memory corruption.
@@ -67,29 +68,15 @@ impl BuddyPool {
 
         let mut covered = 0usize;
         for k in SMALLEST_K..=kval {
-            let (range, mask) = self.order_words(k);
-            let free_count: usize = free[range.clone()]
-                .iter()
-                .map(|w| (w & mask).count_ones() as usize)
-                .sum();
-            let live_count: usize = live[range.clone()]
-                .iter()
-                .map(|w| (w & mask).count_ones() as usize)
-                .sum();
-            covered += (free_count + live_count) << k;
-            if k < kval {
-                // Buddies are bits 2m and 2m + 1; an order's bits start at an even bit.
-                for w in &free[range.clone()] {
-                    let w = w & mask;
-                    if w & (w >> 1) & 0x5555_5555_5555_5555 != 0 {
-                        return fail("two free buddies not merged", k, usize::MAX);
-                    }
-                }
+            let bits = self.order_bits(k);
+            let free_count = bits.free;
+            covered += (free_count + bits.live) << k;
+            // The whole pool (order kval) is bit 1, which has no buddy in the map.
+            if k < kval && bits.buddies & 0x5555_5555_5555_5555 != 0 {
+                return fail("two free buddies not merged", k, usize::MAX);
             }
-            for (f, l) in free[range.clone()].iter().zip(&live[range]) {
-                if f & l & mask != 0 {
-                    return fail("block both free and allocated", k, usize::MAX);
-                }
+            if bits.both != 0 {
+                return fail("block both free and allocated", k, usize::MAX);
             }
             // Walk list k: bounded by the free bits of order k, so a cycle cannot hang us.
             let mut prev = NIL;
@@ -127,18 +114,53 @@ impl BuddyPool {
                 usize::MAX,
             );
         }
-        self.check_tiling(kval, 0)
+        self.check_tiling()
     }
 
-    /// Every byte of block `index` of order `k` lies in some free or live block.
-    fn check_tiling(&self, k: u32, index: usize) -> Result<(), Corruption> {
-        if self.bit(Map::Free, k, index) || self.bit(Map::Live, k, index) {
+    /// Every byte lies in some free or live block. Walking down from the whole pool, a block
+    /// that is neither (a split block) must have halves that are, or are split in turn, down to
+    /// the smallest order. Sixty-four blocks at a time: a word of split blocks of order `k`
+    /// spreads into the two words of their halves at order `k - 1`.
+    fn check_tiling(&self) -> Result<(), Corruption> {
+        let kval = self.kval();
+        let (free, live) = self.meta().split_at(self.geometry().words());
+        let covered = |w: usize| free[w] | live[w];
+        // Orders with fewer than 64 blocks share word 0: order k is bits 2^(kval - k) up to
+        // 2^(kval - k + 1), the whole pool bit 1. `first` is 2^(kval - k).
+        let mut split = 0b10 & !covered(0);
+        let mut first = 1;
+        while first < 32 {
+            split = (spread_halves((split >> first) as u32) << (2 * first)) & !covered(0);
+            first *= 2;
+        }
+        // Order kval - 6 has 64 blocks: word 1 (pools have at least 2^MIN_K bytes, so it lies
+        // above SMALLEST_K).
+        let halves = spread_halves((split >> 32) as u32) & !covered(1);
+        self.check_tiling_word(kval - 6, 1, halves)
+    }
+
+    /// Every byte of the blocks of order `k` that are set in `split` (word `w` of the heap
+    /// numbering, neither free nor live, inside split blocks only) lies in some free or live
+    /// block. Depth-first, lower words first, so the first block found lost is the lowest.
+    fn check_tiling_word(&self, k: u32, w: usize, split: u64) -> Result<(), Corruption> {
+        if split == 0 {
             return Ok(());
         }
         if k == SMALLEST_K {
+            let index = 64 * w + split.trailing_zeros() as usize - (1 << (self.kval() - k));
             return fail("bytes in no block (lost memory)", k, index << k);
         }
-        self.check_tiling(k - 1, 2 * index)?;
-        self.check_tiling(k - 1, 2 * index + 1)
+        let (free, live) = self.meta().split_at(self.geometry().words());
+        for half in 0..2 {
+            let w = 2 * w + half;
+            let halves = spread_halves((split >> (32 * half)) as u32) & !(free[w] | live[w]);
+            self.check_tiling_word(k - 1, w, halves)?;
+        }
+        Ok(())
     }
 }
+
+const _: () = assert!(
+    MIN_K - 6 > SMALLEST_K,
+    "order kval - 6 is above the smallest"
+);

@@ -11,6 +11,12 @@
 //! operations. So each worker's implicit cache for the pool lives on after an input (emptied by
 //! its `flush_thread_cache`), and a later pool finds the slot of a dropped one to reclaim.
 //!
+//! The pool is kept too while consecutive inputs ask for the same settings ([`KEPT`]): every
+//! input still starts on a pool whose memory is one free block, but what the pool learned
+//! before (which pages it has touched or handed back, its depot's shards, its purge clock)
+//! carries over, as in a long-running service. A crash that needs that history reproduces
+//! only after the inputs before it; run the crash file repeatedly, as for timing.
+//!
 //! Checked while the threads run: every call's error is the one the rules give (out-of-memory
 //! cannot be predicted while others allocate, so only its order is checked); a block's bytes
 //! hold its own byte until it is freed, whichever thread frees it; frees of garbage pointers
@@ -442,16 +448,53 @@ fn check_quiescent(pool: &ConcurrentPool, mut held: Vec<Held>) {
     }
 }
 
+/// A pool's settings, as an input picks them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Settings {
+    size: usize,
+    cached: u32,
+    capacity: usize,
+    batch: usize,
+}
+
+impl Settings {
+    fn of(input: &Input) -> Self {
+        Self {
+            size: 1usize << (MIN_K + u32::from(input.big)),
+            cached: u32::from(input.cached % 11),
+            capacity: usize::from(input.capacity % 65),
+            batch: 1 + usize::from(input.batch % 64),
+        }
+    }
+
+    fn build(self) -> ConcurrentPool {
+        ConcurrentPool::builder()
+            .size(self.size)
+            .cached_orders(SMALLEST_K..=SMALLEST_K + self.cached)
+            .cache_capacity(self.capacity)
+            .cache_batch(self.batch)
+            .build()
+            .expect("a pool of at most 2 MiB")
+    }
+}
+
+std::thread_local! {
+    /// The last input's pool, whole again (`check_quiescent` passed), kept for the next input
+    /// if that one asks for the same settings (the fuzzer mutates an input's operations more
+    /// often than its first bytes). A new pool per input spent about half of the run time in
+    /// the kernel: mapping it, the page faults of its first use, unmapping it.
+    static KEPT: std::cell::RefCell<Option<(Settings, ConcurrentPool)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fuzz_target!(|input: Input| {
     let threads = 2 + usize::from(input.threads % 3);
-    let size = 1usize << (MIN_K + u32::from(input.big));
-    let pool = ConcurrentPool::builder()
-        .size(size)
-        .cached_orders(SMALLEST_K..=SMALLEST_K + u32::from(input.cached % 11))
-        .cache_capacity(usize::from(input.capacity % 65))
-        .cache_batch(1 + usize::from(input.batch % 64))
-        .build()
-        .expect("a pool of at most 2 MiB");
+    let settings = Settings::of(&input);
+    let size = settings.size;
+    let pool = KEPT
+        .with(|k| k.borrow_mut().take())
+        .filter(|(kept, _)| *kept == settings)
+        .map_or_else(|| settings.build(), |(_, pool)| pool);
     assert_eq!(pool.size(), size);
     assert!(pool.stats().is_coalesced());
 
@@ -490,5 +533,7 @@ fuzz_target!(|input: Input| {
         .flatten()
         .collect();
     held.append(&mut shared.passed.lock().unwrap());
+    drop(shared);
     check_quiescent(&pool, held);
+    KEPT.with(|k| *k.borrow_mut() = Some((settings, pool)));
 });

@@ -1,16 +1,20 @@
 //! `core_ops`: arbitrary sequences of operations on two `BuddyPool`s, checked against a model of
 //! their live blocks after every step.
 //!
-//! Checked after every operation on a pool: its outcome, exactly (below). Checked every
-//! [`CHECK_EVERY`] operations on a pool, after its last one, and before each pool is dropped or
-//! emptied (so on every input):
+//! Checked after every operation on a pool: its outcome, exactly (below). Checked after its
+//! [`FIRST_CHECK`]th operation and then each time its operation count doubles (32, 64, 128,
+//! ...), after its last operation, and before each pool is dropped or emptied (so on every
+//! input):
 //! - `validate()` passes;
 //! - the live blocks of the model and the free blocks of `free_blocks()` tile the pool exactly
 //!   (no overlap, no gap), every block aligned to its size;
 //! - `usable_size` of every live block is its size; `stats()` agrees with the model and with
 //!   `free_blocks()`;
-//! - every block's bytes hold the byte it was filled with, checked in full before it is freed or
-//!   resized (and the kept prefix after a resize);
+//! - no block handed out (by an allocation or a `realloc`) overlaps a live block, checked on
+//!   the addresses at once;
+//! - every byte of every block holds the byte it was filled with, checked before it is freed
+//!   or resized (and the kept prefix after a resize): a discarded page, a free-list node or tag
+//!   written into a live block, a lost part of a `realloc` copy;
 //! - each call returns exactly the result the buddy rules predict: an allocation fails with
 //!   `OutOfMemory` if and only if `stats().largest_free_block` is too small; `realloc` stays in
 //!   place exactly when it shrinks or its upper buddies are free; a free of a garbage pointer
@@ -19,6 +23,7 @@
 #![no_main]
 
 use std::alloc::Layout;
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
 use arbitrary::Arbitrary;
@@ -29,11 +34,13 @@ use libfuzzer_sys::fuzz_target;
 /// How many freed pointers each pool remembers, to free them again.
 const FREED_KEPT: usize = 32;
 
-/// Operations on a pool between two full checks of its invariants ([`Model::check`], which
-/// walks all of its metadata). Every operation's own outcome is checked at once; a full check
-/// after each of them cost more than everything else, and kept the fuzzer at a few thousand
-/// inputs a minute.
-const CHECK_EVERY: u32 = 32;
+/// The operation on a pool after which the first full check of its invariants runs
+/// ([`Model::check`], which walks all of its metadata); the next ones run after twice as many
+/// operations each time, and one more after its last operation. Every operation's own outcome is
+/// checked at once. A full check at a fixed interval made a long input pay for its metadata
+/// once per interval, which cost more than all of its operations; doubling costs a logarithm
+/// of the input's length, and a corruption that stays still fails the last check.
+const FIRST_CHECK: u32 = 32;
 
 std::thread_local! {
     /// The two pools every input starts with, kept from one input to the next when it left
@@ -131,11 +138,17 @@ enum Op {
 struct Model {
     pool: BuddyPool,
     live: Vec<Block>,
+    /// The live blocks' ranges, start to end, to find an overlap in O(log n).
+    ranges: BTreeMap<usize, usize>,
     /// Pointers freed lately, oldest first.
     freed: Vec<NonNull<u8>>,
     tag: u8,
-    /// Operations since the last full check.
-    unchecked: u32,
+    /// Operations on this pool so far.
+    steps: u32,
+    /// The operation count at which the next full check runs.
+    next_check: u32,
+    /// The operation count at the last full check.
+    checked_at: u32,
 }
 
 impl Model {
@@ -143,29 +156,40 @@ impl Model {
         let pool = BuddyPool::new(size).expect("a pool of at most 2 MiB");
         let expected = 1usize << btok(size).max(MIN_K);
         assert_eq!(pool.size(), expected, "new({size}) rounds to {expected}");
-        assert!(pool.stats().is_coalesced(), "a new pool is one free block");
+        // The free lists, in O(1); the bitmaps are read by the first full check.
+        assert!(
+            pool.free_blocks().eq([(pool.base(), pool.kval())]),
+            "a new pool is one free block"
+        );
         Self {
             pool,
             live: Vec::new(),
+            ranges: BTreeMap::new(),
             freed: Vec::new(),
             tag: 0,
-            unchecked: 0,
+            steps: 0,
+            next_check: FIRST_CHECK,
+            checked_at: 0,
         }
     }
 
     /// Back to the state of a new pool of its size, keeping the pool: empty (checked by the
     /// caller's `drain`), with no history. Inputs must not depend on each other.
     fn reset(&mut self) {
-        debug_assert!(self.live.is_empty());
+        debug_assert!(self.live.is_empty() && self.ranges.is_empty());
         self.freed.clear();
         self.tag = 0;
-        self.unchecked = 0;
+        self.steps = 0;
+        self.next_check = FIRST_CHECK;
+        self.checked_at = 0;
     }
 
-    /// The full check, every [`CHECK_EVERY`] operations.
+    /// Counts an operation; the full check when the count reaches the next of
+    /// [`FIRST_CHECK`] · 2^i.
     fn step_done(&mut self) {
-        self.unchecked += 1;
-        if self.unchecked == CHECK_EVERY {
+        self.steps += 1;
+        if self.steps == self.next_check {
+            self.next_check = self.next_check.saturating_mul(2);
             self.check();
         }
     }
@@ -185,6 +209,24 @@ impl Model {
         self.freed.push(ptr);
     }
 
+    /// Records that `[addr, addr + 2^k)` is live, after checking that it overlaps no live block.
+    /// The live blocks are disjoint, so only the one that starts last before the new block's
+    /// end can reach into it.
+    fn add_range(&mut self, addr: usize, k: u32) {
+        let end = addr + (1 << k);
+        if let Some((&start, &other_end)) = self.ranges.range(..end).next_back() {
+            assert!(
+                other_end <= addr,
+                "block {addr:#x}..{end:#x} overlaps live block {start:#x}..{other_end:#x}"
+            );
+        }
+        self.ranges.insert(addr, end);
+    }
+
+    fn remove_range(&mut self, addr: usize) {
+        assert!(self.ranges.remove(&addr).is_some(), "a live block's range");
+    }
+
     /// Records a successful allocation of order `k`, or checks that the failure was the right one.
     fn alloc_result(
         &mut self,
@@ -199,6 +241,7 @@ impl Model {
                     "block of order {k} aligned"
                 );
                 assert!(self.pool.contains(p.as_ptr()), "block inside the pool");
+                self.add_range(p.as_ptr().addr(), k);
                 self.tag = next_tag(self.tag);
                 // SAFETY: `p` was just allocated to us with order k, so 2^k bytes are ours.
                 let b = unsafe { Block::fill(p, k, self.tag) };
@@ -275,6 +318,7 @@ impl Model {
         let b = self.live.swap_remove(i);
         // SAFETY: `b` is still allocated to us.
         unsafe { b.check("before free") };
+        self.remove_range(b.addr());
         assert_eq!(self.pool.free(b.ptr), Ok(()), "free of a live block");
         self.remember_freed(b.ptr);
     }
@@ -331,6 +375,8 @@ impl Model {
                 if moved {
                     self.remember_freed(b.ptr);
                 }
+                self.remove_range(b.addr());
+                self.add_range(p.as_ptr().addr(), nk);
                 self.tag = next_tag(self.tag);
                 // SAFETY: as above.
                 self.live[i] = unsafe { Block::fill(p, nk, self.tag) };
@@ -425,7 +471,7 @@ impl Model {
 
     /// Frees every live block, checking its contents; the pool must coalesce.
     fn drain(&mut self) {
-        if self.unchecked > 0 {
+        if self.steps != self.checked_at {
             self.check();
         }
         while !self.live.is_empty() {
@@ -446,7 +492,7 @@ impl Model {
 
     /// The model's invariants: the full check.
     fn check(&mut self) {
-        self.unchecked = 0;
+        self.checked_at = self.steps;
         if let Err(e) = self.pool.validate() {
             panic!("{e}");
         }
@@ -476,6 +522,7 @@ impl Model {
             next = off + (1 << k);
         }
         assert_eq!(next, self.size(), "blocks tile the whole pool");
+        assert_eq!(self.ranges.len(), self.live.len(), "a range per live block");
         for b in &self.live {
             assert_eq!(self.pool.usable_size(b.ptr), Some(b.len()));
         }

@@ -1,9 +1,10 @@
 //! Helpers shared by the balloc fuzz targets: how raw numbers become request sizes, and how a
 //! live block is filled with its own byte and checked.
 //!
-//! A block's contents are checked in full before it is freed or resized: a block that overlaps
+//! A block's contents are checked before it is freed or resized: a block that overlaps
 //! another, or whose bytes the allocator wrote into (a free-list node, the `debug-fill` pattern,
-//! a lost `realloc` copy), fails the check.
+//! a lost `realloc` copy), fails the check. [`Block::fill`] and [`Block::check`] cover every
+//! byte.
 
 use std::ptr::NonNull;
 
