@@ -136,7 +136,9 @@ mod tests {
     #[test]
     fn depot_bound_matches_the_docs() {
         assert_eq!(defaults(20).max_depot_bytes(), 28 << 10);
-        assert_eq!(defaults(30).max_depot_bytes(), 9088 << 10);
+        // Natively 16 shards; under Miri the depot has 2 (see `depot::SHARDS`).
+        let kib = if cfg!(miri) { 6128 } else { 9088 };
+        assert_eq!(defaults(30).max_depot_bytes(), kib << 10);
     }
 
     #[test]
