@@ -346,55 +346,22 @@ mod tests {
 
     #[test]
     fn shapes_use_shards_first_within_the_bound() {
-        assert_eq!(
-            Shape::for_magazines(0),
-            Shape {
-                shards: 1,
-                slots: 1
-            }
-        );
-        assert_eq!(
-            Shape::for_magazines(1),
-            Shape {
-                shards: 1,
-                slots: 1
-            }
-        );
-        assert_eq!(
-            Shape::for_magazines(3),
-            Shape {
-                shards: 2,
-                slots: 1
-            }
-        );
-        assert_eq!(
-            Shape::for_magazines(16),
-            Shape {
-                shards: 16,
-                slots: 1
-            }
-        );
-        assert_eq!(
-            Shape::for_magazines(31),
-            Shape {
-                shards: 16,
-                slots: 1
-            }
-        );
-        assert_eq!(
-            Shape::for_magazines(32),
-            Shape {
-                shards: 16,
-                slots: 2
-            }
-        );
-        assert_eq!(
-            Shape::for_magazines(1000),
-            Shape {
-                shards: 16,
-                slots: 2
-            }
-        );
+        // (magazines allowed, shards, slots per shard)
+        for (m, shards, slots) in [
+            (0, 1, 1),
+            (1, 1, 1),
+            (3, 2, 1),
+            (16, 16, 1),
+            (31, 16, 1),
+            (32, 16, 2),
+            (1000, 16, 2),
+        ] {
+            assert_eq!(
+                Shape::for_magazines(m),
+                Shape { shards, slots },
+                "{m} magazines"
+            );
+        }
         for m in 1..100 {
             assert!(Shape::for_magazines(m).magazines() <= m.max(1));
         }
