@@ -48,43 +48,74 @@ fn index(k: Order) -> usize {
     k.slot() - 1
 }
 
-/// A bounded stack of block addresses in the entries `bottom..end`, filled up to `top`, taking
-/// pushes up to `limit` (`end`, or less while the cache is closed).
+/// The stacks of one cache, one per possible order, as parallel arrays: stack `k` is entry
+/// `index(k)` of each. A bounded stack of block addresses holds the entries `bottom..end`,
+/// filled up to `top`, taking pushes up to `limit` (`end`, or less while the cache is closed).
 ///
 /// Pointers rather than a length: a pop compares `top` with `bottom` and a push with `limit`,
 /// then reads or writes `*top` directly, with no index arithmetic and no separate load of the
-/// entries' address. Four words, so `stacks[k]` is one shift away.
-struct Stack {
+/// entries' address. Parallel arrays of words rather than an array of four-word stacks: the fast
+/// paths address `top[i]`, `bottom[i]` and `limit[i]` as `cache + 8 i + displacement`, which
+/// x86-64 folds into each load and store, where a four-word stack needs a shift first.
+#[repr(C)]
+struct Stacks {
     /// The next free slot, `bottom + len`; written only by the owner (plain load + store),
     /// read by `stats`.
-    top: AtomicPtr<usize>,
+    top: [AtomicPtr<usize>; STACKS],
     /// The first slot.
-    bottom: *mut usize,
-    /// One past the last slot: `bottom + cap`.
-    end: *mut usize,
+    bottom: [*mut usize; STACKS],
     /// Where pushes stop: `end`, or `top` while the cache is closed (owner only).
-    limit: Cell<*mut usize>,
+    limit: [Cell<*mut usize>; STACKS],
+    /// One past the last slot: `bottom + cap`.
+    end: [*mut usize; STACKS],
 }
 
-impl Stack {
+/// Stack `k` of a cache: its entries in [`Stacks`].
+#[derive(Clone, Copy)]
+struct Stack<'a> {
+    stacks: &'a Stacks,
+    i: usize,
+}
+
+impl<'a> Stack<'a> {
+    #[inline(always)]
+    fn top(self) -> &'a AtomicPtr<usize> {
+        &self.stacks.top[self.i]
+    }
+
+    #[inline(always)]
+    fn bottom(self) -> *mut usize {
+        self.stacks.bottom[self.i]
+    }
+
+    #[inline(always)]
+    fn limit(self) -> &'a Cell<*mut usize> {
+        &self.stacks.limit[self.i]
+    }
+
+    #[inline(always)]
+    fn end(self) -> *mut usize {
+        self.stacks.end[self.i]
+    }
+
     /// Slots in all.
     #[inline]
-    fn cap(&self) -> usize {
-        (self.end.addr() - self.bottom.addr()) / size_of::<usize>()
+    fn cap(self) -> usize {
+        (self.end().addr() - self.bottom().addr()) / size_of::<usize>()
     }
 
     /// Blocks held (a snapshot when read from another thread than the owner).
     #[inline]
-    fn len(&self) -> usize {
-        (self.top.load(Ordering::Relaxed).addr() - self.bottom.addr()) / size_of::<usize>()
+    fn len(self) -> usize {
+        (self.top().load(Ordering::Relaxed).addr() - self.bottom().addr()) / size_of::<usize>()
     }
 
     /// Sets the number of blocks held (owner only; `n <= cap`).
     #[inline]
-    fn set_len(&self, n: usize) {
+    fn set_len(self, n: usize) {
         debug_assert!(n <= self.cap());
-        self.top
-            .store(self.bottom.wrapping_add(n), Ordering::Relaxed);
+        self.top()
+            .store(self.bottom().wrapping_add(n), Ordering::Relaxed);
     }
 }
 
@@ -113,15 +144,14 @@ impl Owner {
 
 /// One thread's cache for one pool.
 ///
-/// `repr(C)` with the stacks first: stack `k` is at `cache + 32 (k - 1)`, where `k - 1` is the
-/// `bsr` the order functions start from, so the fast paths' loads and compares address it with
-/// no displacement (the compiler's own layout left the stacks behind the other fields).
+/// `repr(C)` with the stacks first: stack `k`'s top is at `cache + 8 (k - 1)`, where `k - 1`
+/// is the `bsr` the order functions start from, so the fast paths address its words with
+/// constant displacements (the compiler's own layout left the stacks behind the other fields).
 /// Aligned to 128 bytes (as `CachePadded`): the system allocator may place two threads' caches
 /// next to each other, and no line may hold parts of both.
 #[repr(C, align(128))]
 pub(crate) struct Cache {
-    /// Four words per stack, so that the fast path indexes them with a shift.
-    stacks: [Stack; STACKS],
+    stacks: Stacks,
     /// The pool's base and region size, copied so a hit never reaches the shared state.
     base: NonNull<u8>,
     region_bytes: usize,
@@ -190,23 +220,26 @@ impl Cache {
             }
             p.cast::<usize>()
         };
+        let mut bottom = [core::ptr::null_mut::<usize>(); STACKS];
+        let mut end = [core::ptr::null_mut::<usize>(); STACKS];
         let mut at = 0usize;
-        let stacks = core::array::from_fn(|i| {
+        for i in 0..STACKS {
             let k = i + 1;
             let cap = if total == 0 {
                 0
             } else {
                 config.capacity.get(k).copied().unwrap_or(0) as usize
             };
-            let bottom = entries.wrapping_add(at);
+            bottom[i] = entries.wrapping_add(at);
+            end[i] = bottom[i].wrapping_add(cap);
             at += cap;
-            Stack {
-                top: AtomicPtr::new(bottom),
-                bottom,
-                end: bottom.wrapping_add(cap),
-                limit: Cell::new(bottom.wrapping_add(cap)),
-            }
-        });
+        }
+        let stacks = Stacks {
+            top: core::array::from_fn(|i| AtomicPtr::new(bottom[i])),
+            bottom,
+            limit: core::array::from_fn(|i| Cell::new(end[i])),
+            end,
+        };
         let batches = core::array::from_fn(|i| config.batch.get(i + 1).copied().unwrap_or(0));
         let cache = Cache {
             base: owner.base,
@@ -263,8 +296,11 @@ impl Cache {
     }
 
     #[inline(always)]
-    fn stack(&self, k: Order) -> &Stack {
-        &self.stacks[index(k)]
+    fn stack(&self, k: Order) -> Stack<'_> {
+        Stack {
+            stacks: &self.stacks,
+            i: index(k),
+        }
     }
 
     /// Offset of the block at `p` from the pool base.
@@ -277,15 +313,15 @@ impl Cache {
     #[inline(always)]
     pub(crate) fn pop(&self, k: Order) -> Option<NonNull<u8>> {
         let s = self.stack(k);
-        let top = s.top.load(Ordering::Relaxed);
-        if top == s.bottom {
+        let top = s.top().load(Ordering::Relaxed);
+        if top == s.bottom() {
             return None;
         }
         // SAFETY: bottom < top <= limit, so top - 1 is an initialised entry of this stack.
         let top = unsafe { top.sub(1) };
         // SAFETY: as above.
         let addr = unsafe { *top };
-        s.top.store(top, Ordering::Relaxed);
+        s.top().store(top, Ordering::Relaxed);
         // SAFETY: `addr` is a block start inside the region (stack invariant), so non-null;
         // `with_addr` gives the pointer the region's provenance.
         let p = unsafe { NonNull::new_unchecked(self.base.as_ptr().with_addr(addr)) };
@@ -334,20 +370,20 @@ impl Cache {
 
     /// Stack `k` and its top entry, if pushes may fill it.
     #[inline(always)]
-    fn free_slot(&self, k: Order) -> Option<(&Stack, *mut usize)> {
+    fn free_slot(&self, k: Order) -> Option<(Stack<'_>, *mut usize)> {
         let s = self.stack(k);
-        let top = s.top.load(Ordering::Relaxed);
-        (top != s.limit.get()).then_some((s, top))
+        let top = s.top().load(Ordering::Relaxed);
+        (top != s.limit().get()).then_some((s, top))
     }
 
     /// Stores `p` in the free entry `top` of `s` (from [`Self::free_slot`]) and moves the top.
     #[inline(always)]
-    fn fill(s: &Stack, top: *mut usize, p: NonNull<u8>) {
+    fn fill(s: Stack<'_>, top: *mut usize, p: NonNull<u8>) {
         // SAFETY: bottom <= top < limit <= end (`free_slot`): an entry of this stack, and
         // top + 1 <= end.
         unsafe {
             *top = p.as_ptr().addr();
-            s.top.store(top.add(1), Ordering::Relaxed);
+            s.top().store(top.add(1), Ordering::Relaxed);
         }
     }
 
@@ -383,7 +419,7 @@ impl Cache {
     #[inline]
     pub(crate) fn room(&self, k: Order) -> usize {
         let s = self.stack(k);
-        (s.limit.get().addr() - s.top.load(Ordering::Relaxed).addr()) / size_of::<usize>()
+        (s.limit().get().addr() - s.top().load(Ordering::Relaxed).addr()) / size_of::<usize>()
     }
 
     /// Closes the cache: pushes miss (frees go to the allocation path) until [`Self::open`].
@@ -395,7 +431,7 @@ impl Cache {
     pub(crate) fn close(&self) {
         if !self.closed.replace(true) {
             for s in self.cached_stacks() {
-                s.limit.set(s.top.load(Ordering::Relaxed));
+                s.limit().set(s.top().load(Ordering::Relaxed));
             }
         }
     }
@@ -405,7 +441,7 @@ impl Cache {
     pub(crate) fn open(&self) {
         if self.closed.replace(false) {
             for s in self.cached_stacks() {
-                s.limit.set(s.end);
+                s.limit().set(s.end());
             }
         }
     }
@@ -416,12 +452,12 @@ impl Cache {
         self.closed.get()
     }
 
-    fn cached_stacks(&self) -> impl Iterator<Item = &Stack> {
-        self.stacks
-            // `max(1)`: the empty cache's range is order 0, which has no stack (none is cached).
-            .get(index(self.first.max(Order(1)))..=index(self.last.max(Order(1))))
-            .unwrap_or(&[])
-            .iter()
+    fn cached_stacks(&self) -> impl Iterator<Item = Stack<'_>> {
+        // `max(1)`: the empty cache's range is order 0, which has no stack (none is cached).
+        (index(self.first.max(Order(1)))..=index(self.last.max(Order(1)))).map(|i| Stack {
+            stacks: &self.stacks,
+            i,
+        })
     }
 
     /// Blocks held of order `k`.
@@ -440,7 +476,7 @@ impl Cache {
         // SAFETY: the entries `len..len + room` lie inside the stack (room <= cap - len), are
         // initialised (zeroed at allocation, written since), and only the owner, the caller,
         // touches them.
-        let free = unsafe { core::slice::from_raw_parts_mut(s.bottom.add(len), room) };
+        let free = unsafe { core::slice::from_raw_parts_mut(s.bottom().add(len), room) };
         let n = fill(free);
         assert!(n <= room, "balloc: a cache refill overran its stack");
         s.set_len(len + n);
@@ -454,7 +490,7 @@ impl Cache {
         assert!(count <= s.len());
         // SAFETY: the first `len >= count` entries are initialised, and only the owner (the
         // caller) writes them.
-        unsafe { core::slice::from_raw_parts(s.bottom, count) }
+        unsafe { core::slice::from_raw_parts(s.bottom(), count) }
     }
 
     /// Drops the `count` oldest blocks of stack `k`, moving the rest down (owner only).
@@ -464,7 +500,7 @@ impl Cache {
         let len = s.len();
         assert!(count <= len);
         // SAFETY: both ranges lie within the stack's `len` initialised entries.
-        unsafe { core::ptr::copy(s.bottom.add(count), s.bottom, len - count) };
+        unsafe { core::ptr::copy(s.bottom().add(count), s.bottom(), len - count) };
         s.set_len(len - count);
     }
 
@@ -479,7 +515,7 @@ impl Cache {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.cached_stacks()
-            .all(|s| s.top.load(Ordering::Relaxed) == s.bottom)
+            .all(|s| s.top().load(Ordering::Relaxed) == s.bottom())
     }
 
     /// Bytes this cache holds (readable from any thread: a snapshot).

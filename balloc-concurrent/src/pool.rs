@@ -298,7 +298,7 @@ impl ConcurrentPool {
     ///
     /// # Aborts
     /// In every build, before the block reaches a cache or the bitmaps: when `ptr` is not
-    /// inside the pool's region, or the block is already free (its free-tag is in its first
+    /// inside the pool's region, or the block is already free (its free-tag is in its second
     /// word, or, for orders that are not cached, it is not live), the process stops with a
     /// message that starts with `balloc:` and names the fault, as glibc stops on a double free.
     /// A double free is caught while the block is still free; once it is handed out again, a
