@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A long run, for use outside CI: every fuzz target for MINUTES each (ci/fuzz.sh: libFuzzer with
-# AddressSanitizer, then the corpus replayed with debug-fill), then the chaos stress
+# A long run, for use outside CI: every fuzz target for MINUTES each (ci/fuzz.sh: libFuzzer, then
+# the corpus replayed under AddressSanitizer with debug-fill), then the chaos stress
 # (ci/chaos.sh: concurrent stress, exhaustion, fork and watchdog tests under --cfg
 # balloc_chaos) round after round for MINUTES more. Stops at the first failure, naming it; the
 # fuzz corpora grow under fuzz/target/ci and carry over from one soak to the next.

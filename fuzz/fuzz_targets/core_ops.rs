@@ -16,17 +16,17 @@
 //!   or resized (and the kept prefix after a resize): a discarded page, a free-list node or tag
 //!   written into a live block, a lost part of a `realloc` copy;
 //! - each call returns exactly the result the buddy rules predict: an allocation fails with
-//!   `OutOfMemory` if and only if `stats().largest_free_block` is too small; `realloc` stays in
+//!   `OutOfMemory` if and only if no free block is large enough (the model's own answer, from
+//!   its live blocks; the full check compares it with `stats().largest_free_block`); `realloc` stays in
 //!   place exactly when it shrinks or its upper buddies are free; a free of a garbage pointer
 //!   fails with exactly `OutOfPool`, `Misaligned`, `Interior` or `DoubleFree`, and changes nothing.
 
 #![no_main]
 
 use std::alloc::Layout;
-use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use balloc_core::{btok, AllocError, BuddyPool, FreeError, MIN_K, SMALLEST_K};
 use balloc_fuzz::{next_tag, Block, Size};
 use libfuzzer_sys::fuzz_target;
@@ -43,11 +43,17 @@ const FREED_KEPT: usize = 32;
 const FIRST_CHECK: u32 = 32;
 
 std::thread_local! {
-    /// The two pools every input starts with, kept from one input to the next when it left
-    /// them at their first sizes (then empty and coalesced, as new): making and dropping two
-    /// pools per input (two mappings, their page faults) is work no input needs.
-    static KEPT: std::cell::RefCell<Option<[Model; 2]>> = const { std::cell::RefCell::new(None) };
+    /// Pools left by earlier inputs, empty and coalesced (as new), at most [`POOLS_KEPT`]: an
+    /// input starts with one of each of [`FIRST_SIZES`] from here where there is one. Making
+    /// and dropping two pools per input (two mappings, and the page faults of their first use)
+    /// is work no input needs; `Op::New` still makes and checks a new pool each time (see
+    /// [`renew`]).
+    static KEPT: std::cell::RefCell<Vec<Model>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+/// How many pools [`KEPT`] holds at most: enough for both of [`FIRST_SIZES`] whatever sizes
+/// the last input's `New` operations left.
+const POOLS_KEPT: usize = 4;
 
 /// Pool sizes every input starts with.
 const FIRST_SIZES: [usize; 2] = [1 << MIN_K, 1 << (MIN_K + 1)];
@@ -91,9 +97,11 @@ enum Garbage {
     Stack,
 }
 
-#[derive(Arbitrary, Debug)]
+/// One operation on one of the two pools. Drawn by [`Op`]'s `Arbitrary`, with weights.
+#[derive(Debug)]
 enum Op {
-    /// Frees every block of the pool (it must coalesce), drops or destroys it, and makes a new one.
+    /// Frees every block of the pool (it must coalesce), makes a new one, and drops or destroys
+    /// one of the two (see [`renew`]).
     New {
         pool: bool,
         size: PoolSize,
@@ -134,12 +142,122 @@ enum Op {
     },
 }
 
+/// The kinds of [`Op`], as the first byte of each operation draws them through [`KIND`].
+#[derive(Clone, Copy)]
+enum Kind {
+    New,
+    Trim,
+    Alloc,
+    AllocLayout,
+    AllocOrder,
+    Free,
+    Realloc,
+    FreeGarbage,
+    UsableSize,
+}
+
+/// The kind each value of an operation's first byte draws: `New` for one value of 256 and
+/// `Trim` for two, the other kinds evenly for the rest. Both undo what the operations before
+/// them built (`New` empties the pool; `Trim` hands its free pages back, and they fault in
+/// again as blocks are filled on them), so drawn as often as the others (one operation in 9
+/// each) they kept pools a handful of operations deep and cost much of each input's time. A table, not a comparison with the
+/// byte, so that the fuzzer's comparison tracing does not learn the rare values and write them
+/// into every input; and away from 0x00 and 0xFF, which mutations write often.
+const KIND: [Kind; 256] = {
+    const COMMON: [Kind; 7] = [
+        Kind::Alloc,
+        Kind::AllocLayout,
+        Kind::AllocOrder,
+        Kind::Free,
+        Kind::Realloc,
+        Kind::FreeGarbage,
+        Kind::UsableSize,
+    ];
+    let mut table = [Kind::Alloc; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = match i {
+            0x55 => Kind::New,
+            0x33 | 0xCC => Kind::Trim,
+            _ => COMMON[i % COMMON.len()],
+        };
+        i += 1;
+    }
+    table
+};
+
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let kind = KIND[usize::from(u8::arbitrary(u)?)];
+        let pool = bool::arbitrary(u)?;
+        Ok(match kind {
+            Kind::New => Op::New {
+                pool,
+                size: u.arbitrary()?,
+                destroy: u.arbitrary()?,
+            },
+            Kind::Trim => Op::Trim { pool },
+            Kind::Alloc => Op::Alloc {
+                pool,
+                size: u.arbitrary()?,
+            },
+            Kind::AllocLayout => Op::AllocLayout {
+                pool,
+                size: u.arbitrary()?,
+                align_shift: u.arbitrary()?,
+            },
+            Kind::AllocOrder => Op::AllocOrder {
+                pool,
+                k: u.arbitrary()?,
+            },
+            Kind::Free => Op::Free {
+                pool,
+                index: u.arbitrary()?,
+            },
+            Kind::Realloc => Op::Realloc {
+                pool,
+                index: u.arbitrary()?,
+                size: u.arbitrary()?,
+            },
+            Kind::FreeGarbage => Op::FreeGarbage {
+                pool,
+                target: u.arbitrary()?,
+            },
+            Kind::UsableSize => Op::UsableSize {
+                pool,
+                target: u.arbitrary()?,
+            },
+        })
+    }
+}
+
+/// The largest aligned power-of-two window (at least `2^SMALLEST_K` bytes) inside the offsets
+/// `start..end`, by size; 0 when there is none. The window of the gap's own size rounded down
+/// to a power of two fits unless it is misaligned, and then half of it does: two tries.
+fn largest_window(start: usize, end: usize) -> usize {
+    if end <= start {
+        return 0;
+    }
+    let mut w = 1usize << (usize::BITS - 1 - (end - start).leading_zeros());
+    while w >= 1 << SMALLEST_K {
+        if start.next_multiple_of(w) + w <= end {
+            return w;
+        }
+        w /= 2;
+    }
+    0
+}
+
 /// One pool and what the model knows about it.
 struct Model {
     pool: BuddyPool,
     live: Vec<Block>,
-    /// The live blocks' ranges, start to end, to find an overlap in O(log n).
-    ranges: BTreeMap<usize, usize>,
+    /// The live blocks' ranges as offsets `(start, end)`, sorted: an overlap is found by a
+    /// binary search, and the gaps between them (where the free blocks are) by one pass over
+    /// a slice.
+    ranges: Vec<(usize, usize)>,
+    /// The live blocks' bytes in all.
+    live_bytes: usize,
     /// Pointers freed lately, oldest first.
     freed: Vec<NonNull<u8>>,
     tag: u8,
@@ -164,7 +282,8 @@ impl Model {
         Self {
             pool,
             live: Vec::new(),
-            ranges: BTreeMap::new(),
+            ranges: Vec::new(),
+            live_bytes: 0,
             freed: Vec::new(),
             tag: 0,
             steps: 0,
@@ -213,18 +332,29 @@ impl Model {
     /// The live blocks are disjoint, so only the one that starts last before the new block's
     /// end can reach into it.
     fn add_range(&mut self, addr: usize, k: u32) {
-        let end = addr + (1 << k);
-        if let Some((&start, &other_end)) = self.ranges.range(..end).next_back() {
+        let start = addr - self.base();
+        let end = start + (1 << k);
+        let before_end = self.ranges.partition_point(|&(s, _)| s < end);
+        if let Some(&(other, other_end)) = before_end.checked_sub(1).map(|i| &self.ranges[i]) {
             assert!(
-                other_end <= addr,
-                "block {addr:#x}..{end:#x} overlaps live block {start:#x}..{other_end:#x}"
+                other_end <= start,
+                "block at offset {start:#x}..{end:#x} overlaps live block {other:#x}..{other_end:#x}"
             );
         }
-        self.ranges.insert(addr, end);
+        // Nothing live starts in `start..end`, so the new range goes just before the others
+        // that start at or after `end`.
+        self.ranges.insert(before_end, (start, end));
+        self.live_bytes += 1 << k;
     }
 
     fn remove_range(&mut self, addr: usize) {
-        assert!(self.ranges.remove(&addr).is_some(), "a live block's range");
+        let start = addr - self.base();
+        let i = self
+            .ranges
+            .binary_search_by_key(&start, |&(s, _)| s)
+            .expect("a live block's range");
+        let (_, end) = self.ranges.remove(i);
+        self.live_bytes -= end - start;
     }
 
     /// Records a successful allocation of order `k`, or checks that the failure was the right one.
@@ -251,20 +381,55 @@ impl Model {
         }
     }
 
-    /// The largest free block's size (0 when none). From the free lists, which is
-    /// O(free blocks), where `stats()` reads all of the metadata; the full check compares the
-    /// two.
+    /// The gaps between live blocks, as offsets `start..end`, lowest first (some empty).
+    fn gaps(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut gap_start = 0;
+        let last = (self.size(), self.size());
+        self.ranges
+            .iter()
+            .copied()
+            .chain([last])
+            .map(move |(start, end)| {
+                let gap = (gap_start, start);
+                gap_start = end;
+                gap
+            })
+    }
+
+    /// The largest free block's size (0 when none), from the model's live blocks alone: free
+    /// buddies are always merged, so the free blocks are exactly the largest aligned
+    /// power-of-two windows that hold no live byte, and the largest one lies in some gap
+    /// between live blocks. Independent of the pool's own free lists; the full check compares
+    /// it with them and with `stats()`.
     fn largest_free(&self) -> usize {
-        self.pool
-            .free_blocks()
-            .map(|(_, k)| 1usize << k)
+        self.gaps()
+            .map(|(start, end)| largest_window(start, end))
             .max()
             .unwrap_or(0)
     }
 
-    /// The result an allocation of order `k` must have now.
+    /// Whether a free block of `2^k` bytes or more exists (as [`Self::largest_free`], stopping
+    /// at the first gap that holds one, and at once when fewer bytes than that are free).
+    fn has_free(&self, k: u32) -> bool {
+        let w = 1usize << k;
+        if self.size() - self.live_bytes < w {
+            return false;
+        }
+        // A window of `w` or more bytes in a gap holds an aligned one of exactly `w` bytes.
+        let mut gap_start = 0usize;
+        for &(start, end) in &self.ranges {
+            if gap_start.next_multiple_of(w) + w <= start {
+                return true;
+            }
+            gap_start = end;
+        }
+        gap_start.next_multiple_of(w) + w <= self.size()
+    }
+
+    /// The result an allocation of order `k` must have now (from the model: see
+    /// [`Self::largest_free`]).
     fn predict(&self, k: u32) -> Result<u32, AllocError> {
-        if self.largest_free() >= 1 << k {
+        if self.has_free(k) {
             Ok(k)
         } else {
             Err(AllocError::OutOfMemory { order: k })
@@ -307,8 +472,16 @@ impl Model {
         self.alloc_result(r, expected);
     }
 
+    /// Allocates a block of an order drawn from `k`: `SMALLEST_K` plus `span · (k / 256)^2`
+    /// rounded down, `span` the orders above the smallest. Every order can be drawn, the small
+    /// ones more often (order `SMALLEST_K` for a quarter of the values, the largest for under
+    /// a tenth): a few large blocks fill a pool, after which the rest of an input's allocations
+    /// fail, where small ones build the deep split trees; and every block is filled and
+    /// checked byte by byte, so uniform orders (a block of 140 KiB on average in a 2 MiB pool)
+    /// spent most of each input's time in `memset` and `memcmp`.
     fn alloc_order(&mut self, k: u8) {
-        let k = SMALLEST_K + u32::from(k) % (self.pool.kval() - SMALLEST_K + 1);
+        let span = self.pool.kval() - SMALLEST_K + 1;
+        let k = SMALLEST_K + ((u32::from(k) * u32::from(k) * span) >> 16);
         let expected = self.predict(k);
         let r = self.pool.alloc_order(k);
         self.alloc_result(r, expected);
@@ -329,7 +502,6 @@ impl Model {
         unsafe { b.check("before realloc") };
         let bytes = size.bytes(self.size());
         let nk = btok(bytes);
-        let largest = self.largest_free();
         // Grows in place iff the block is the lower part of the order-nk block and nothing live
         // is in the rest of it (then the upper buddies are free, and whole, since free buddies
         // are always merged).
@@ -353,7 +525,7 @@ impl Model {
             Want::Fail(AllocError::TooLarge { requested: bytes })
         } else if nk <= b.order || in_place(self) {
             Want::Same
-        } else if largest >= 1 << nk {
+        } else if self.has_free(nk) {
             Want::Moved
         } else {
             Want::Fail(AllocError::OutOfMemory { order: nk })
@@ -471,6 +643,10 @@ impl Model {
 
     /// Frees every live block, checking its contents; the pool must coalesce.
     fn drain(&mut self) {
+        if self.steps == 0 {
+            // No operation since the last drain or since `new`: nothing to check or free.
+            return;
+        }
         if self.steps != self.checked_at {
             self.check();
         }
@@ -528,9 +704,15 @@ impl Model {
         }
         let live_bytes: usize = self.live.iter().map(Block::len).sum();
         assert_eq!(stats.allocated_bytes, live_bytes, "allocated bytes");
+        assert_eq!(self.live_bytes, live_bytes, "the model's live bytes");
         assert_eq!(stats.allocated_bytes + stats.free_bytes, self.size());
         assert_eq!(stats.cached_bytes, 0);
         assert_eq!(stats.largest_free_block, largest);
+        assert_eq!(
+            self.largest_free(),
+            largest,
+            "the model's largest free block"
+        );
         assert_eq!(
             &stats.free_blocks[..],
             &free_counts[..stats.free_blocks.len()]
@@ -538,11 +720,57 @@ impl Model {
     }
 }
 
+/// Takes an empty pool of `size` bytes kept from an earlier input, if there is one.
+fn take_kept(size: usize) -> Option<Model> {
+    KEPT.with(|k| {
+        let mut kept = k.borrow_mut();
+        let i = kept.iter().position(|m| m.size() == size)?;
+        Some(kept.swap_remove(i))
+    })
+}
+
+/// Keeps an emptied pool for later inputs (see [`KEPT`]).
+fn keep(mut m: Model) {
+    m.reset();
+    KEPT.with(|k| k.borrow_mut().push(m));
+}
+
+/// `Op::New` on pool `m`: empties it, makes a new pool of the size asked for (`BuddyPool::new`
+/// and its first state, checked in [`Model::new`]), and drops or destroys one pool of the two.
+/// The operations after it continue on an empty pool of that size whose pages are already in
+/// memory, where there is one (`m` itself, or one kept from an earlier input), and the new
+/// pool is the one dropped or destroyed; else on the new pool, and `m` goes. Either way they
+/// start from the same state, one free block of that size; what differs is only whether the
+/// pages the next blocks are filled on must first be faulted in, which cost most of the
+/// fuzzer's time (it keeps inputs with many `New`s, as each one runs code more often and hit
+/// counts are features).
+fn renew(m: &mut Model, size: usize, destroy: bool) {
+    m.drain();
+    let new = Model::new(size);
+    let warm = if m.size() == new.size() {
+        None
+    } else {
+        take_kept(new.size())
+    };
+    let gone = match warm {
+        Some(w) => {
+            keep(std::mem::replace(m, w));
+            new
+        }
+        None if m.size() == new.size() => {
+            m.reset();
+            new
+        }
+        None => std::mem::replace(m, new),
+    };
+    if destroy {
+        assert_eq!(gone.pool.destroy(), Ok(()));
+    }
+}
+
 fuzz_target!(|ops: Vec<Op>| {
     let stack = 0u64;
-    let mut pools = KEPT
-        .with(|k| k.borrow_mut().take())
-        .unwrap_or_else(|| FIRST_SIZES.map(Model::new));
+    let mut pools = FIRST_SIZES.map(|size| take_kept(size).unwrap_or_else(|| Model::new(size)));
     for op in &ops {
         let which = match *op {
             Op::New { pool, .. }
@@ -562,13 +790,7 @@ fuzz_target!(|ops: Vec<Op>| {
             (&mut b[0], &mut a[0])
         };
         match op {
-            Op::New { size, destroy, .. } => {
-                m.drain();
-                let old = std::mem::replace(m, Model::new(size.bytes()));
-                if *destroy {
-                    assert_eq!(old.pool.destroy(), Ok(()));
-                }
-            }
+            Op::New { size, destroy, .. } => renew(m, size.bytes(), *destroy),
             Op::Alloc { size, .. } => m.alloc(*size),
             Op::AllocLayout {
                 size, align_shift, ..
@@ -606,15 +828,14 @@ fuzz_target!(|ops: Vec<Op>| {
         }
         m.step_done();
     }
-    for m in &mut pools {
+    for mut m in pools {
         m.drain();
-        m.reset();
+        keep(m);
     }
-    if pools
-        .iter()
-        .zip(FIRST_SIZES)
-        .all(|(m, size)| m.size() == size)
-    {
-        KEPT.with(|k| *k.borrow_mut() = Some(pools));
-    }
+    KEPT.with(|k| {
+        let mut kept = k.borrow_mut();
+        // The oldest pools stay: their pages are in memory already, where a pool that `New`
+        // made in this input may have pages that were never touched.
+        kept.truncate(POOLS_KEPT);
+    });
 });

@@ -6,9 +6,17 @@
 //! a lost `realloc` copy), fails the check. [`Block::fill`] and [`Block::check`] cover every
 //! byte.
 
+use std::cell::RefCell;
 use std::ptr::NonNull;
 
 use arbitrary::Arbitrary;
+
+std::thread_local! {
+    /// A page of one byte value, the last tag checked, for [`Block::check_prefix`]: on the heap,
+    /// because a 4 KiB array on the stack gives every check a frame that AddressSanitizer
+    /// allocates apart (its fake stack).
+    static PATTERN: RefCell<Vec<u8>> = RefCell::new(vec![0; 4096]);
+}
 
 /// A request size, drawn from a raw `u32` so that the fuzzer can reach every size class:
 /// the low two bits pick a class, the rest is the value within it.
@@ -99,10 +107,14 @@ impl Block {
         let bytes = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), len) };
         // Compare a page at a time with `==` on slices, which is one `memcmp`: a byte loop here
         // would call the fuzzer's comparison hook once per byte and dominate the run time.
-        let pattern = [self.tag; 4096];
-        let clean = bytes
-            .chunks(pattern.len())
-            .all(|c| c == &pattern[..c.len()]);
+        let clean = PATTERN.with_borrow_mut(|pattern| {
+            if pattern[0] != self.tag {
+                pattern.fill(self.tag);
+            }
+            bytes
+                .chunks(pattern.len())
+                .all(|c| c == &pattern[..c.len()])
+        });
         if clean {
             return;
         }
