@@ -304,11 +304,14 @@ impl Depot {
     }
 
     /// Bytes in full magazines (a snapshot; magazines being filled or emptied are not counted).
-    pub(crate) fn cached_bytes(&self) -> usize {
+    /// `shape(k)` is order `k`'s layout: only its magazines are read (the others are never
+    /// used, and their lines are never touched).
+    pub(crate) fn cached_bytes(&self, shape: impl Fn(Order) -> Shape) -> usize {
         let mut total = 0;
         for k in Self::orders() {
-            for shard in 0..SHARDS {
-                for slot in 0..SLOTS {
+            let shape = shape(k);
+            for shard in 0..shape.shards as usize {
+                for slot in 0..shape.slots as usize {
                     let m = self.magazine(k, shard, slot);
                     if m.state().load(Ordering::Acquire) == FULL {
                         total += (m.len().load(Ordering::Relaxed) as usize) << k.get();
@@ -400,7 +403,7 @@ mod tests {
             first[0] / 256 == 2 || first[0] / 256 == 3,
             "shard 3 holds the 3rd or 4th: {first:?}"
         );
-        assert_eq!(depot.cached_bytes(), (deposited.len() - 2) << k.get());
+        assert_eq!(depot.cached_bytes(|_| shape), (deposited.len() - 2) << k.get());
         assert!(
             !depot.deposit(k.up(1), shape, 0, &[]),
             "empty magazines are refused"
@@ -426,7 +429,7 @@ mod tests {
         got.sort_unstable();
         deposited.sort_unstable();
         assert_eq!(got, deposited);
-        assert_eq!(depot.cached_bytes(), 0);
+        assert_eq!(depot.cached_bytes(|_| shape), 0);
         assert_eq!(
             depot.take(k.up(1), shape, &affinity, &mut out),
             0,
@@ -444,6 +447,6 @@ mod tests {
         depot.drain(k, shape, SHARDS, |m| drained.extend_from_slice(m));
         drained.sort_unstable();
         assert_eq!(drained, vec![0, 64, 128, 192]);
-        assert_eq!(depot.cached_bytes(), 0);
+        assert_eq!(depot.cached_bytes(|_| shape), 0);
     }
 }

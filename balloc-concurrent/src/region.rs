@@ -507,7 +507,7 @@ impl Region {
 
     /// Bytes in the depot (a snapshot).
     pub(crate) fn depot_bytes(&self) -> usize {
-        self.depot.cached_bytes()
+        self.depot.cached_bytes(|k| self.config.depot[k.slot()])
     }
 
     // ----- bookkeeping ------------------------------------------------------------------
