@@ -403,7 +403,10 @@ mod tests {
             first[0] / 256 == 2 || first[0] / 256 == 3,
             "shard 3 holds the 3rd or 4th: {first:?}"
         );
-        assert_eq!(depot.cached_bytes(|_| shape), (deposited.len() - 2) << k.get());
+        assert_eq!(
+            depot.cached_bytes(|_| shape),
+            (deposited.len() - 2) << k.get()
+        );
         assert!(
             !depot.deposit(k.up(1), shape, 0, &[]),
             "empty magazines are refused"
