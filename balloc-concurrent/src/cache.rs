@@ -35,7 +35,8 @@ use crate::units::{Offset, Order};
 /// One stack per possible order value `1..=usize::BITS`, stack `k` at index `k - 1`. The
 /// order functions (`btok`, `fast_layout_order`) compute `usize::BITS - leading_zeros(..)`,
 /// which the compiler knows is in `1..=64`, so indexing needs no bounds check on the fast
-/// path, and `k - 1` is the `bsr` they start from (no displacement in the stack's address).
+/// path, and `k - 1` is the `bsr` they start from (the index of the stack's words, see
+/// [`Stacks`]).
 /// Orders that are not cached (and 64, the order of impossible sizes) have capacity 0.
 const STACKS: usize = usize::BITS as usize;
 
