@@ -33,8 +33,11 @@ use crate::units::Order;
 /// thread::scope(|s| {
 ///     for _ in 0..4 {
 ///         s.spawn(|| {
-///             let p = pool.alloc(100).unwrap();
-///             pool.free(p).unwrap();
+///             // `Err` when out of memory, or contended: another thread carries the memory
+///             // asked for (the first split of a new pool; see `contended_out_of_memory`).
+///             if let Ok(p) = pool.alloc(100) {
+///                 pool.free(p).unwrap();
+///             }
 ///             // Thread exit returns the cache too, but `scope` does not wait for
 ///             // thread-local destructors (a `join` does): flush to see it at once.
 ///             pool.flush_thread_cache();
