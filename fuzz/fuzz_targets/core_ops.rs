@@ -416,14 +416,8 @@ impl Model {
             return false;
         }
         // A window of `w` or more bytes in a gap holds an aligned one of exactly `w` bytes.
-        let mut gap_start = 0usize;
-        for &(start, end) in &self.ranges {
-            if gap_start.next_multiple_of(w) + w <= start {
-                return true;
-            }
-            gap_start = end;
-        }
-        gap_start.next_multiple_of(w) + w <= self.size()
+        self.gaps()
+            .any(|(start, end)| start.next_multiple_of(w) + w <= end)
     }
 
     /// The result an allocation of order `k` must have now (from the model: see
@@ -747,21 +741,14 @@ fn keep(mut m: Model) {
 fn renew(m: &mut Model, size: usize, destroy: bool) {
     m.drain();
     let new = Model::new(size);
-    let warm = if m.size() == new.size() {
-        None
+    let gone = if m.size() == new.size() {
+        m.reset();
+        new
+    } else if let Some(warm) = take_kept(new.size()) {
+        keep(std::mem::replace(m, warm));
+        new
     } else {
-        take_kept(new.size())
-    };
-    let gone = match warm {
-        Some(w) => {
-            keep(std::mem::replace(m, w));
-            new
-        }
-        None if m.size() == new.size() => {
-            m.reset();
-            new
-        }
-        None => std::mem::replace(m, new),
+        std::mem::replace(m, new)
     };
     if destroy {
         assert_eq!(gone.pool.destroy(), Ok(()));
