@@ -176,14 +176,7 @@ impl<'a> LocalCache<'a> {
     #[cold]
     #[inline(never)]
     fn dealloc_slow(&self, ptr: NonNull<u8>, k: Order) {
-        // A wrong layout, in debug builds only: the lookup walks the bitmaps' atomics, which
-        // the compiler cannot drop even where the assertion is compiled out (a block that is
-        // not live is a fault the allocation path stops on, in every build).
-        if cfg!(debug_assertions) {
-            if let Ok((_, live)) = self.pool.region().find_live(ptr) {
-                assert_eq!(live, k, "dealloc with a layout of another size");
-            }
-        }
+        self.pool.region().debug_check_dealloc_order(ptr, k);
         ladder::dealloc(self.caller(), ptr, k);
     }
 

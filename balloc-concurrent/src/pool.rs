@@ -323,14 +323,7 @@ impl ConcurrentPool {
     #[cold]
     #[inline(never)]
     fn dealloc_slow(&self, ptr: NonNull<u8>, k: Order) {
-        // A wrong layout, in debug builds only: the lookup walks the bitmaps' atomics, which
-        // the compiler cannot drop even where the assertion is compiled out (a block that is
-        // not live is a fault the allocation path stops on, in every build).
-        if cfg!(debug_assertions) {
-            if let Ok((_, live)) = self.region().find_live(ptr) {
-                assert_eq!(live, k, "dealloc with a layout of another size");
-            }
-        }
+        self.region().debug_check_dealloc_order(ptr, k);
         self.with_caller(|who| ladder::dealloc(who, ptr, k));
     }
 

@@ -131,6 +131,19 @@ impl Region {
         p.addr().wrapping_sub(self.base.as_ptr().addr()) < self.top.bytes()
     }
 
+    /// In debug builds: panics when the live block at `ptr` is not of order `k` (a sized free
+    /// with a layout of another size). Nothing in release builds: the lookup walks the bitmaps'
+    /// atomics, which the compiler cannot drop even where the assertion is compiled out. A block
+    /// that is not live is left to the allocation path, which stops on it in every build.
+    #[inline]
+    pub(crate) fn debug_check_dealloc_order(&self, ptr: NonNull<u8>, k: Order) {
+        if cfg!(debug_assertions) {
+            if let Ok((_, live)) = self.find_live(ptr) {
+                assert_eq!(live, k, "dealloc with a layout of another size");
+            }
+        }
+    }
+
     /// The offset and order of the live block starting at `ptr`.
     ///
     /// # Errors
